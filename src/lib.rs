@@ -1,0 +1,1 @@
+//! sipjab: a SIP/SIMPLE <-> XMPP gateway.

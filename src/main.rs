@@ -1,0 +1,2 @@
+//! The `sipjab` command line.
+fn main() {}
