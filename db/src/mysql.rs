@@ -1,0 +1,407 @@
+//! The MySQL/MariaDB backend through `mysql_async`, reading SER's own
+//! `sip_jab` database (MySQL reference manual, "SQL Statements").
+//!
+//! Writes run in a transaction and lock what they check with
+//! `SELECT ... FOR UPDATE`, so two gateways or a gateway and the CLI cannot
+//! both add `sip:alice@x`. COMPAT: SER's scripts often created the tables as
+//! MyISAM, which ignores transactions; there a multi-statement write is not
+//! atomic against a crash, though every check still runs before any change.
+
+use mysql_async::prelude::Queryable;
+use mysql_async::{Opts, Pool, Row, TxOpts, Value};
+
+use crate::aor::SipAor;
+use crate::error::Error;
+use crate::model::{Account, Network, NetworkAccount};
+use crate::schema::{self, ACCOUNT_COLUMNS, SCHEMA_VERSION};
+use crate::store::{Backend, matching};
+use crate::url::redact;
+
+/// A connection pool to one database.
+#[derive(Clone, Debug)]
+pub(crate) struct Mysql {
+    pool: Pool,
+}
+
+impl Mysql {
+    /// Connects and checks that SER's tables are there.
+    pub(crate) async fn open(url: &str) -> Result<Self, Error> {
+        let me = Self::connect(url)?;
+        let mut conn = me.pool.get_conn().await?;
+        if !table_exists(&mut conn, "jusers").await? {
+            return Err(Error::NotInitialised { db: redact(url) });
+        }
+        check_version(version(&mut conn).await?)?;
+        Ok(me)
+    }
+
+    /// Creates whatever of the schema is missing; the database must exist.
+    pub(crate) async fn init(url: &str) -> Result<Self, Error> {
+        let me = Self::connect(url)?;
+        let mut conn = me.pool.get_conn().await?;
+        // DDL commits implicitly in MySQL, so it runs outside the transaction.
+        for ddl in schema::MYSQL_DDL {
+            conn.query_drop(*ddl).await?;
+        }
+        let mut tx = conn.start_transaction(TxOpts::default()).await?;
+        let current: Option<i64> = tx
+            .query_first("SELECT MAX(version) FROM sipjab_schema FOR UPDATE")
+            .await?
+            .flatten();
+        match current {
+            None => {
+                tx.exec_drop(
+                    "INSERT INTO sipjab_schema (version) VALUES (?)",
+                    (SCHEMA_VERSION,),
+                )
+                .await?;
+            }
+            found => check_version(found)?,
+        }
+        tx.commit().await?;
+        Ok(me)
+    }
+
+    fn connect(url: &str) -> Result<Self, Error> {
+        let opts = Opts::from_url(url).map_err(|_| Error::Url {
+            url: redact(url),
+            reason: "not a valid mysql:// URL",
+        })?;
+        Ok(Self {
+            pool: Pool::new(opts),
+        })
+    }
+
+    /// Closes the pool's connections.
+    pub(crate) async fn close(self) -> Result<(), Error> {
+        Ok(self.pool.disconnect().await?)
+    }
+}
+
+impl Backend for Mysql {
+    async fn schema_version(&self) -> Result<Option<i64>, Error> {
+        let mut conn = self.pool.get_conn().await?;
+        version(&mut conn).await
+    }
+
+    async fn add_account(
+        &self,
+        sip: &SipAor,
+        jab_id: &str,
+        passwd: Option<&str>,
+    ) -> Result<Account, Error> {
+        let mut tx = self.pool.start_transaction(TxOpts::default()).await?;
+        if !matching(candidates(&mut tx, sip, true).await?, sip).is_empty() {
+            return Err(Error::DuplicateSip {
+                sip: sip.to_string(),
+            });
+        }
+        let taken: Option<Row> = tx
+            .exec_first(
+                "SELECT juid FROM jusers WHERE jab_id = ? LIMIT 1 FOR UPDATE",
+                (jab_id,),
+            )
+            .await?;
+        if taken.is_some() {
+            return Err(Error::DuplicateJabId {
+                jab_id: jab_id.to_owned(),
+            });
+        }
+        let sip_id = sip.to_string();
+        tx.exec_drop(
+            "INSERT INTO jusers (jab_id, jab_passwd, sip_id, type) VALUES (?, ?, ?, 0)",
+            (jab_id, passwd, &sip_id),
+        )
+        .await?;
+        let juid = tx.last_insert_id().ok_or_else(|| Error::BadRow {
+            table: "jusers",
+            column: "juid",
+            reason: "no AUTO_INCREMENT id after INSERT".to_owned(),
+        })?;
+        tx.commit().await?;
+        Ok(Account {
+            juid: i64::try_from(juid).map_err(|_| Error::BadRow {
+                table: "jusers",
+                column: "juid",
+                reason: format!("{juid} is out of range"),
+            })?,
+            jab_id: jab_id.to_owned(),
+            jab_passwd: passwd.map(str::to_owned),
+            sip_id,
+            kind: 0,
+        })
+    }
+
+    async fn accounts(&self) -> Result<Vec<Account>, Error> {
+        let mut conn = self.pool.get_conn().await?;
+        let rows: Vec<Row> = conn
+            .query(format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM jusers ORDER BY juid"
+            ))
+            .await?;
+        rows.into_iter().map(account).collect()
+    }
+
+    async fn account_by_sip(&self, sip: &SipAor) -> Result<Option<Account>, Error> {
+        let mut conn = self.pool.get_conn().await?;
+        Ok(matching(candidates(&mut conn, sip, false).await?, sip)
+            .into_iter()
+            .next())
+    }
+
+    async fn account_by_jab_id(&self, jab_id: &str) -> Result<Option<Account>, Error> {
+        let mut conn = self.pool.get_conn().await?;
+        let row: Option<Row> = conn
+            .exec_first(
+                format!(
+                    "SELECT {ACCOUNT_COLUMNS} FROM jusers WHERE jab_id = ? ORDER BY juid LIMIT 1"
+                ),
+                (jab_id,),
+            )
+            .await?;
+        row.map(account).transpose()
+    }
+
+    async fn remove_account(&self, sip: &SipAor) -> Result<bool, Error> {
+        let mut tx = self.pool.start_transaction(TxOpts::default()).await?;
+        let found = matching(candidates(&mut tx, sip, true).await?, sip);
+        for a in &found {
+            tx.exec_drop("DELETE FROM jusers WHERE juid = ?", (a.juid,))
+                .await?;
+            for n in Network::ALL {
+                tx.exec_drop(
+                    format!("DELETE FROM {} WHERE juid = ?", n.table()),
+                    (a.juid,),
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(!found.is_empty())
+    }
+
+    async fn set_network(&self, sip: &SipAor, n: &NetworkAccount) -> Result<(), Error> {
+        let mut tx = self.pool.start_transaction(TxOpts::default()).await?;
+        let juid = juid_of(&mut tx, sip).await?;
+        let (delete, insert) = schema::network_upsert(n.network);
+        tx.exec_drop(delete, (juid,)).await?;
+        let id = match n.network {
+            Network::Icq => Value::Int(n.id.parse().map_err(|_| Error::InvalidNetworkId {
+                network: n.network,
+                id: n.id.clone(),
+            })?),
+            _ => Value::from(n.id.as_str()),
+        };
+        tx.exec_drop(insert, (juid, id, n.passwd.as_deref(), n.nick.as_deref()))
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn remove_network(&self, sip: &SipAor, n: Network) -> Result<bool, Error> {
+        let mut tx = self.pool.start_transaction(TxOpts::default()).await?;
+        let juid = juid_of(&mut tx, sip).await?;
+        let (delete, _) = schema::network_upsert(n);
+        tx.exec_drop(delete, (juid,)).await?;
+        let removed = tx.affected_rows() > 0;
+        tx.commit().await?;
+        Ok(removed)
+    }
+
+    async fn networks(&self, juid: i64) -> Result<Vec<NetworkAccount>, Error> {
+        let mut conn = self.pool.get_conn().await?;
+        let rows: Vec<Row> = conn
+            .exec(schema::NETWORKS_QUERY, (juid, juid, juid, juid))
+            .await?;
+        rows.into_iter().map(network_account).collect()
+    }
+}
+
+/// Escapes `LIKE` wildcards with `!` (not `\`, which `NO_BACKSLASH_ESCAPES`
+/// would change).
+fn like_prefix(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 4);
+    for c in prefix.chars() {
+        if matches!(c, '!' | '%' | '_') {
+            out.push('!');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+/// Rows whose `sip_id` starts with `sip:user@`, on SER's `KEY(sip_id)`; in
+/// the default case-insensitive collations this also finds `SIP:User@`.
+/// `lock` takes `FOR UPDATE` locks (index range included) inside a write.
+async fn candidates<Q: Queryable>(
+    q: &mut Q,
+    sip: &SipAor,
+    lock: bool,
+) -> Result<Vec<Account>, Error> {
+    let sql = format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM jusers WHERE sip_id LIKE ? ESCAPE '!' ORDER BY juid{}",
+        if lock { " FOR UPDATE" } else { "" }
+    );
+    let rows: Vec<Row> = q.exec(sql, (like_prefix(&sip.key_prefix()),)).await?;
+    rows.into_iter().map(account).collect()
+}
+
+/// The `juid` of the account for `sip` (locked), or [`Error::UnknownAccount`].
+async fn juid_of<Q: Queryable>(q: &mut Q, sip: &SipAor) -> Result<i64, Error> {
+    matching(candidates(q, sip, true).await?, sip)
+        .first()
+        .map(|a| a.juid)
+        .ok_or_else(|| Error::UnknownAccount {
+            sip: sip.to_string(),
+        })
+}
+
+/// Whether `name` is a table of the current database.
+async fn table_exists<Q: Queryable>(q: &mut Q, name: &str) -> Result<bool, Error> {
+    let n: Option<i64> = q
+        .exec_first(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = ?",
+            (name,),
+        )
+        .await?;
+    Ok(n.unwrap_or(0) > 0)
+}
+
+/// The gateway schema version; `None` for a database only SER has touched.
+async fn version<Q: Queryable>(q: &mut Q) -> Result<Option<i64>, Error> {
+    if !table_exists(q, "sipjab_schema").await? {
+        return Ok(None);
+    }
+    let v: Option<Option<i64>> = q
+        .query_first("SELECT MAX(version) FROM sipjab_schema")
+        .await?;
+    Ok(v.flatten())
+}
+
+/// Refuses a database written by a newer gateway.
+fn check_version(found: Option<i64>) -> Result<(), Error> {
+    match found {
+        Some(found) if found > SCHEMA_VERSION => Err(Error::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The values of a row, failing on a column that was already taken.
+fn values(row: Row, table: &'static str) -> Result<Vec<Value>, Error> {
+    row.unwrap_raw()
+        .into_iter()
+        .map(|v| {
+            v.ok_or_else(|| Error::BadRow {
+                table,
+                column: "?",
+                reason: "value missing from row".to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// A `jusers` row selected with [`ACCOUNT_COLUMNS`].
+fn account(row: Row) -> Result<Account, Error> {
+    let t = "jusers";
+    let mut v = values(row, t)?.into_iter();
+    let mut next = || v.next().unwrap_or(Value::NULL);
+    let juid = int(next(), t, "juid")?;
+    let jab_id = required(text(next(), t, "jab_id")?, t, "jab_id")?;
+    let jab_passwd = text(next(), t, "jab_passwd")?;
+    let sip_id = required(text(next(), t, "sip_id")?, t, "sip_id")?;
+    let kind = int(next(), t, "type")?;
+    Ok(Account {
+        juid,
+        jab_id,
+        jab_passwd,
+        sip_id,
+        kind: i32::try_from(kind)
+            .map_err(|_| bad(t, "type", format!("{kind} is out of INT range")))?,
+    })
+}
+
+/// A row of [`schema::NETWORKS_QUERY`].
+fn network_account(row: Row) -> Result<NetworkAccount, Error> {
+    let t = "network tables";
+    let mut v = values(row, t)?.into_iter();
+    let mut next = || v.next().unwrap_or(Value::NULL);
+    let network: Network = required(text(next(), t, "network")?, t, "network")?.parse()?;
+    let tn = network.table();
+    Ok(NetworkAccount {
+        network,
+        id: required(text(next(), tn, "id")?, tn, "id")?,
+        passwd: text(next(), tn, "passwd")?,
+        nick: text(next(), tn, "nick")?,
+    })
+}
+
+/// [`Error::BadRow`] for `table.column`.
+fn bad(table: &'static str, column: &'static str, reason: String) -> Error {
+    Error::BadRow {
+        table,
+        column,
+        reason,
+    }
+}
+
+/// A NOT NULL column that was NULL is [`Error::BadRow`].
+fn required(v: Option<String>, table: &'static str, column: &'static str) -> Result<String, Error> {
+    v.ok_or_else(|| bad(table, column, "NULL in a NOT NULL column".to_owned()))
+}
+
+/// An integer column, from the binary (typed) or text protocol.
+fn int(v: Value, table: &'static str, column: &'static str) -> Result<i64, Error> {
+    match v {
+        Value::Int(i) => Ok(i),
+        Value::UInt(u) => {
+            i64::try_from(u).map_err(|_| bad(table, column, format!("{u} is out of range")))
+        }
+        Value::Bytes(b) => std::str::from_utf8(&b)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| bad(table, column, "not an integer".to_owned())),
+        Value::NULL => Err(bad(table, column, "NULL".to_owned())),
+        other => Err(bad(table, column, format!("unexpected {other:?}"))),
+    }
+}
+
+/// A text column; `None` for NULL, integers (ICQ ids) as decimal text.
+fn text(v: Value, table: &'static str, column: &'static str) -> Result<Option<String>, Error> {
+    match v {
+        Value::NULL => Ok(None),
+        Value::Bytes(b) => String::from_utf8(b)
+            .map(Some)
+            .map_err(|_| bad(table, column, "not UTF-8".to_owned())),
+        Value::Int(i) => Ok(Some(i.to_string())),
+        Value::UInt(u) => Ok(Some(u.to_string())),
+        other => Err(bad(table, column, format!("unexpected {other:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn like_prefix_escapes_wildcards() {
+        assert_eq!(like_prefix("sip:a_b%20c!@"), "sip:a!_b!%20c!!@%");
+    }
+
+    #[test]
+    fn odd_values_are_errors_not_panics() {
+        assert!(int(Value::NULL, "t", "c").is_err());
+        assert!(int(Value::Bytes(b"x".to_vec()), "t", "c").is_err());
+        assert_eq!(int(Value::Bytes(b"42".to_vec()), "t", "c").ok(), Some(42));
+        assert!(int(Value::UInt(u64::MAX), "t", "c").is_err());
+        assert!(text(Value::Bytes(vec![0xff]), "t", "c").is_err());
+        assert_eq!(
+            text(Value::Int(7), "t", "c").ok(),
+            Some(Some("7".to_owned()))
+        );
+        assert!(text(Value::Double(1.5), "t", "c").is_err());
+    }
+}

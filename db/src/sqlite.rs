@@ -1,0 +1,402 @@
+//! The embedded backend: one SQLite file through `rusqlite` (SQLite 3,
+//! <https://sqlite.org/lang.html>).
+//!
+//! rusqlite is blocking, so every call runs on tokio's blocking pool
+//! (`spawn_blocking`) with one mutex-guarded connection: the gateway's db
+//! traffic is a lookup per SIP session, far below what one connection serves,
+//! and one connection means no `SQLITE_BUSY` between our own calls. WAL mode
+//! and a busy timeout let the CLI write while the gateway runs.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+
+use crate::aor::SipAor;
+use crate::error::Error;
+use crate::model::{Account, Network, NetworkAccount};
+use crate::schema::{self, ACCOUNT_COLUMNS, SCHEMA_VERSION};
+use crate::store::{Backend, matching};
+
+/// How long a writer waits for another process's lock before `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A shared SQLite connection.
+#[derive(Clone, Debug)]
+pub(crate) struct Sqlite {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl Sqlite {
+    /// Opens an existing file; [`Error::Missing`] if there is none.
+    pub(crate) async fn open(path: &Path) -> Result<Self, Error> {
+        let path = path.to_owned();
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection, Error> {
+            if !path.exists() {
+                return Err(Error::Missing { path });
+            }
+            let conn = Connection::open_with_flags(
+                &path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            if !table_exists(&conn, "jusers")? {
+                return Err(Error::NotInitialised {
+                    db: format!("sqlite://{}", path.display()),
+                });
+            }
+            check_version(&conn)?;
+            Ok(conn)
+        })
+        .await??;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Creates the file, its directory and the schema as needed.
+    pub(crate) async fn init(path: &Path) -> Result<Self, Error> {
+        let path = path.to_owned();
+        let conn = tokio::task::spawn_blocking(move || -> Result<Connection, Error> {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                    path: PathBuf::from(dir),
+                    source,
+                })?;
+            }
+            let mut conn = Connection::open(&path)?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            // journal_mode answers with a row, so it is a query, not a batch.
+            let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute_batch(schema::SQLITE_DDL)?;
+            match version(&tx)? {
+                None => {
+                    tx.execute(
+                        "INSERT INTO sipjab_schema (version) VALUES (?1)",
+                        [SCHEMA_VERSION],
+                    )?;
+                }
+                Some(v) if v > SCHEMA_VERSION => {
+                    return Err(Error::SchemaTooNew {
+                        found: v,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                Some(_) => {}
+            }
+            tx.commit()?;
+            Ok(conn)
+        })
+        .await??;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Runs `f` on the connection on the blocking pool.
+    async fn call<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        tokio::task::spawn_blocking(move || {
+            // A panic in an earlier call leaves the connection usable: its
+            // transaction was rolled back when the guard dropped.
+            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut guard)
+        })
+        .await?
+    }
+}
+
+impl Backend for Sqlite {
+    async fn schema_version(&self) -> Result<Option<i64>, Error> {
+        self.call(|c| version(c)).await
+    }
+
+    async fn add_account(
+        &self,
+        sip: &SipAor,
+        jab_id: &str,
+        passwd: Option<&str>,
+    ) -> Result<Account, Error> {
+        let (sip, jab_id, passwd) = (sip.clone(), jab_id.to_owned(), passwd.map(str::to_owned));
+        self.call(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            if !matching(candidates(&tx, &sip)?, &sip).is_empty() {
+                return Err(Error::DuplicateSip {
+                    sip: sip.to_string(),
+                });
+            }
+            let taken: Option<i64> = tx
+                .query_row(
+                    "SELECT juid FROM jusers WHERE jab_id = ?1 COLLATE NOCASE LIMIT 1",
+                    [&jab_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if taken.is_some() {
+                return Err(Error::DuplicateJabId { jab_id });
+            }
+            let sip_id = sip.to_string();
+            tx.execute(
+                "INSERT INTO jusers (jab_id, jab_passwd, sip_id, type) VALUES (?1, ?2, ?3, 0)",
+                params![jab_id, passwd, sip_id],
+            )?;
+            let juid = tx.last_insert_rowid();
+            tx.commit()?;
+            Ok(Account {
+                juid,
+                jab_id,
+                jab_passwd: passwd,
+                sip_id,
+                kind: 0,
+            })
+        })
+        .await
+    }
+
+    async fn accounts(&self) -> Result<Vec<Account>, Error> {
+        self.call(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM jusers ORDER BY juid"
+            ))?;
+            let mut rows = stmt.query([])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(account(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn account_by_sip(&self, sip: &SipAor) -> Result<Option<Account>, Error> {
+        let sip = sip.clone();
+        self.call(move |c| Ok(matching(candidates(c, &sip)?, &sip).into_iter().next()))
+            .await
+    }
+
+    async fn account_by_jab_id(&self, jab_id: &str) -> Result<Option<Account>, Error> {
+        let jab_id = jab_id.to_owned();
+        self.call(move |c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {ACCOUNT_COLUMNS} FROM jusers WHERE jab_id = ?1 COLLATE NOCASE ORDER BY juid LIMIT 1"
+            ))?;
+            let mut rows = stmt.query([&jab_id])?;
+            rows.next()?.map(account).transpose()
+        })
+        .await
+    }
+
+    async fn remove_account(&self, sip: &SipAor) -> Result<bool, Error> {
+        let sip = sip.clone();
+        self.call(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let found = matching(candidates(&tx, &sip)?, &sip);
+            for a in &found {
+                tx.execute("DELETE FROM jusers WHERE juid = ?1", [a.juid])?;
+                for n in Network::ALL {
+                    tx.execute(
+                        &format!("DELETE FROM {} WHERE juid = ?1", n.table()),
+                        [a.juid],
+                    )?;
+                }
+            }
+            tx.commit()?;
+            Ok(!found.is_empty())
+        })
+        .await
+    }
+
+    async fn set_network(&self, sip: &SipAor, n: &NetworkAccount) -> Result<(), Error> {
+        let (sip, n) = (sip.clone(), n.clone());
+        self.call(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let juid = juid_of(&tx, &sip)?;
+            let (delete, insert) = schema::network_upsert(n.network);
+            tx.execute(&delete, [juid])?;
+            let id = match n.network {
+                Network::Icq => rusqlite::types::Value::Integer(parse_icq(&n)?),
+                _ => rusqlite::types::Value::Text(n.id.clone()),
+            };
+            tx.execute(&insert, params![juid, id, n.passwd, n.nick])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn remove_network(&self, sip: &SipAor, n: Network) -> Result<bool, Error> {
+        let sip = sip.clone();
+        self.call(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let juid = juid_of(&tx, &sip)?;
+            let (delete, _) = schema::network_upsert(n);
+            let removed = tx.execute(&delete, [juid])?;
+            tx.commit()?;
+            Ok(removed > 0)
+        })
+        .await
+    }
+
+    async fn networks(&self, juid: i64) -> Result<Vec<NetworkAccount>, Error> {
+        self.call(move |c| {
+            let mut stmt = c.prepare(schema::NETWORKS_QUERY)?;
+            let mut rows = stmt.query([juid, juid, juid, juid])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                out.push(network_account(row)?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+/// The ICQ id as the `INT` SER stores (checked by [`NetworkAccount::check`]).
+fn parse_icq(n: &NetworkAccount) -> Result<i64, Error> {
+    n.id.parse().map_err(|_| Error::InvalidNetworkId {
+        network: n.network,
+        id: n.id.clone(),
+    })
+}
+
+/// Rows whose `sip_id` starts with `sip:user@` in any case, on the NOCASE index.
+fn candidates(c: &Connection, sip: &SipAor) -> Result<Vec<Account>, Error> {
+    let low = sip.key_prefix();
+    // The prefix ends in '@'; every string starting with it sorts below the
+    // same prefix ending in the next character.
+    let high = format!("{}A", &low[..low.len() - 1]);
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM jusers
+         WHERE sip_id COLLATE NOCASE >= ?1 AND sip_id COLLATE NOCASE < ?2 ORDER BY juid"
+    ))?;
+    let mut rows = stmt.query([&low, &high])?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(account(row)?);
+    }
+    Ok(out)
+}
+
+/// The `juid` of the account for `sip`, or [`Error::UnknownAccount`].
+fn juid_of(c: &Connection, sip: &SipAor) -> Result<i64, Error> {
+    matching(candidates(c, sip)?, sip)
+        .first()
+        .map(|a| a.juid)
+        .ok_or_else(|| Error::UnknownAccount {
+            sip: sip.to_string(),
+        })
+}
+
+/// Whether `name` is a table of this database.
+fn table_exists(c: &Connection, name: &str) -> Result<bool, Error> {
+    Ok(c.query_row(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |_| Ok(()),
+    )
+    .optional()?
+    .is_some())
+}
+
+/// The gateway schema version; `None` for a database only SER has touched.
+fn version(c: &Connection) -> Result<Option<i64>, Error> {
+    if !table_exists(c, "sipjab_schema")? {
+        return Ok(None);
+    }
+    let max: Option<i64> =
+        c.query_row("SELECT MAX(version) FROM sipjab_schema", [], |r| r.get(0))?;
+    Ok(max)
+}
+
+/// Refuses a database written by a newer gateway.
+fn check_version(c: &Connection) -> Result<(), Error> {
+    match version(c)? {
+        Some(found) if found > SCHEMA_VERSION => Err(Error::SchemaTooNew {
+            found,
+            supported: SCHEMA_VERSION,
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A `jusers` row selected with [`ACCOUNT_COLUMNS`].
+fn account(row: &rusqlite::Row<'_>) -> Result<Account, Error> {
+    let t = "jusers";
+    let kind = int(row.get_ref(4)?, t, "type")?;
+    Ok(Account {
+        juid: int(row.get_ref(0)?, t, "juid")?,
+        jab_id: required(text(row.get_ref(1)?, t, "jab_id")?, t, "jab_id")?,
+        jab_passwd: text(row.get_ref(2)?, t, "jab_passwd")?,
+        sip_id: required(text(row.get_ref(3)?, t, "sip_id")?, t, "sip_id")?,
+        kind: i32::try_from(kind)
+            .map_err(|_| bad(t, "type", format!("{kind} is out of INT range")))?,
+    })
+}
+
+/// A row of [`schema::NETWORKS_QUERY`].
+fn network_account(row: &rusqlite::Row<'_>) -> Result<NetworkAccount, Error> {
+    let t = "network tables";
+    let name = required(text(row.get_ref(0)?, t, "network")?, t, "network")?;
+    let network: Network = name.parse()?;
+    Ok(NetworkAccount {
+        network,
+        id: required(
+            text(row.get_ref(1)?, network.table(), "id")?,
+            network.table(),
+            "id",
+        )?,
+        passwd: text(row.get_ref(2)?, network.table(), "passwd")?,
+        nick: text(row.get_ref(3)?, network.table(), "nick")?,
+    })
+}
+
+/// [`Error::BadRow`] for `table.column`.
+fn bad(table: &'static str, column: &'static str, reason: String) -> Error {
+    Error::BadRow {
+        table,
+        column,
+        reason,
+    }
+}
+
+/// A NOT NULL column that was NULL is [`Error::BadRow`].
+fn required(v: Option<String>, table: &'static str, column: &'static str) -> Result<String, Error> {
+    v.ok_or_else(|| bad(table, column, "NULL in a NOT NULL column".to_owned()))
+}
+
+/// An integer column; SQLite's loose typing may hand us text holding one.
+fn int(v: ValueRef<'_>, table: &'static str, column: &'static str) -> Result<i64, Error> {
+    match v {
+        ValueRef::Integer(i) => Ok(i),
+        ValueRef::Text(t) => std::str::from_utf8(t)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| bad(table, column, "text that is not an integer".to_owned())),
+        ValueRef::Null => Err(bad(table, column, "NULL".to_owned())),
+        ValueRef::Real(_) => Err(bad(table, column, "a real number".to_owned())),
+        ValueRef::Blob(_) => Err(bad(table, column, "a blob".to_owned())),
+    }
+}
+
+/// A text column; `None` for NULL, integers (ICQ ids) as decimal text.
+fn text(
+    v: ValueRef<'_>,
+    table: &'static str,
+    column: &'static str,
+) -> Result<Option<String>, Error> {
+    match v {
+        ValueRef::Null => Ok(None),
+        ValueRef::Text(t) | ValueRef::Blob(t) => String::from_utf8(t.to_vec())
+            .map(Some)
+            .map_err(|_| bad(table, column, "not UTF-8".to_owned())),
+        ValueRef::Integer(i) => Ok(Some(i.to_string())),
+        ValueRef::Real(_) => Err(bad(table, column, "a real number".to_owned())),
+    }
+}
