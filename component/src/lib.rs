@@ -1,1 +1,71 @@
-//! placeholder
+//! XEP-0114 (Jabber Component Protocol) link between sipjab and the local XMPP server.
+//!
+//! The gateway is one external component: a single TCP stream to the server's component
+//! port (Prosody, ejabberd or jabberd2), authenticated with the lowercase hex SHA-1 of
+//! stream id + shared secret, over which it sends and receives stanzas for every
+//! `<user>@<component domain>`.
+//!
+//! - [`ComponentLink::spawn`] starts a background task that connects, handshakes, and
+//!   reconnects forever with capped exponential backoff and jitter (1 s doubling to
+//!   60 s by default). `not-authorized` (bad secret) and `host-unknown` (domain not a
+//!   component) wait at the cap, `conflict` (another instance holds the domain) backs
+//!   off normally; each gets one clear `tracing` error line per attempt.
+//! - [`ComponentLink::next_event`] yields [`LinkEvent`]s: `Connected`, `Disconnected`
+//!   with the reason, and incoming stanzas. It fits a `select!` loop.
+//! - [`StanzaSender::send`] refuses stanzas without `to`, or without a `from` in the
+//!   component domain (Prosody drops components that omit `from`), and fails fast with
+//!   [`Error::NotConnected`] while the link is down, so the core can queue and resend
+//!   after `Connected`.
+//! - Keepalive is an XEP-0199 ping to the server every `keepalive` (30 s); no byte at
+//!   all for twice that means a dead peer, and the link reconnects.
+//! - XEP-0030 disco#info (identity `gateway`/`simple` plus the caller's features, always
+//!   with disco#info and `urn:xmpp:ping`) and XEP-0199 pings addressed to the bare
+//!   domain are answered here; everything else goes up to the core.
+//! - A stanza over `max_stanza` bytes (256 KiB) ends the stream with `policy-violation`,
+//!   XML that is not well-formed with `not-well-formed`; both reconnect and are reported
+//!   as such, never as a server close ([`Error::StreamClosed`]).
+//! - [`ComponentLink::shutdown`] sends `</stream:stream>` and waits up to 2 s for the
+//!   server's.
+//!
+//! XEP-0106 JID escaping is the core's business (address rules); this crate only checks
+//! that `from`/`to` parse as JIDs.
+//!
+//! # Why no tokio-xmpp
+//!
+//! `tokio-xmpp` 6's `Component` ends its stream on one malformed stanza or 60 s of
+//! silence as if the server had closed, does not reconnect, and pulls in `sasl`, `rand`,
+//! `futures` and `xso` stream machinery we would wrap anyway. The stream loop here is
+//! small: rxml's push parser (re-exported by minidom) feeds minidom's `TreeBuilder`, each
+//! byte parsed once, with the stanza size counted as bytes arrive. Stanza types come from
+//! `xmpp-parsers` 0.23 with its `component` feature, so they carry the
+//! `jabber:component:accept` namespace.
+//!
+//! # Testing against a real Prosody
+//!
+//! Unit tests run the link over `tokio::io::duplex` against a scripted server. The
+//! integration test `tests/prosody.rs` needs Prosody 0.12 (the script installs it):
+//!
+//! ```text
+//! scripts/prosody start /tmp/sipjab-prosody
+//! SIPJAB_TEST_COMPONENT=127.0.0.1:15347 SIPJAB_TEST_DOMAIN=sip.xmpp.test \
+//!   SIPJAB_TEST_SECRET=sipjab-test-secret SIPJAB_TEST_SERVER=xmpp.test \
+//!   cargo test -p sipjab-component --test prosody -- --ignored
+//! scripts/prosody stop /tmp/sipjab-prosody
+//! ```
+//!
+//! `scripts/prosody env DIR` prints those variables.
+
+mod backoff;
+mod config;
+mod error;
+mod link;
+mod stanza;
+mod stream;
+
+pub use config::ComponentConfig;
+pub use error::Error;
+pub use link::{ComponentLink, Connect, LinkEvent, StanzaSender, TcpConnector};
+/// The stanza tree type of [`LinkEvent::Stanza`] and [`StanzaSender::send`].
+pub use minidom::Element;
+/// Stream error conditions found in [`Error::Stream`].
+pub use xmpp_parsers::stream_error::DefinedCondition;
