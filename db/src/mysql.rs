@@ -7,6 +7,10 @@
 //! MyISAM, which ignores transactions; there a multi-statement write is not
 //! atomic against a crash, though every check still runs before any change.
 
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::time::Duration;
+
 use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, Pool, Row, TxOpts, Value};
 
@@ -90,46 +94,7 @@ impl Backend for Mysql {
         jab_id: &str,
         passwd: Option<&str>,
     ) -> Result<Account, Error> {
-        let mut tx = self.pool.start_transaction(TxOpts::default()).await?;
-        if !matching(candidates(&mut tx, sip, true).await?, sip).is_empty() {
-            return Err(Error::DuplicateSip {
-                sip: sip.to_string(),
-            });
-        }
-        let taken: Option<Row> = tx
-            .exec_first(
-                "SELECT juid FROM jusers WHERE jab_id = ? LIMIT 1 FOR UPDATE",
-                (jab_id,),
-            )
-            .await?;
-        if taken.is_some() {
-            return Err(Error::DuplicateJabId {
-                jab_id: jab_id.to_owned(),
-            });
-        }
-        let sip_id = sip.to_string();
-        tx.exec_drop(
-            "INSERT INTO jusers (jab_id, jab_passwd, sip_id, type) VALUES (?, ?, ?, 0)",
-            (jab_id, passwd, &sip_id),
-        )
-        .await?;
-        let juid = tx.last_insert_id().ok_or_else(|| Error::BadRow {
-            table: "jusers",
-            column: "juid",
-            reason: "no AUTO_INCREMENT id after INSERT".to_owned(),
-        })?;
-        tx.commit().await?;
-        Ok(Account {
-            juid: i64::try_from(juid).map_err(|_| Error::BadRow {
-                table: "jusers",
-                column: "juid",
-                reason: format!("{juid} is out of range"),
-            })?,
-            jab_id: jab_id.to_owned(),
-            jab_passwd: passwd.map(str::to_owned),
-            sip_id,
-            kind: 0,
-        })
+        retry(|| add_account_once(&self.pool, sip, jab_id, passwd)).await
     }
 
     async fn accounts(&self) -> Result<Vec<Account>, Error> {
@@ -163,49 +128,15 @@ impl Backend for Mysql {
     }
 
     async fn remove_account(&self, sip: &SipAor) -> Result<bool, Error> {
-        let mut tx = self.pool.start_transaction(TxOpts::default()).await?;
-        let found = matching(candidates(&mut tx, sip, true).await?, sip);
-        for a in &found {
-            tx.exec_drop("DELETE FROM jusers WHERE juid = ?", (a.juid,))
-                .await?;
-            for n in Network::ALL {
-                tx.exec_drop(
-                    format!("DELETE FROM {} WHERE juid = ?", n.table()),
-                    (a.juid,),
-                )
-                .await?;
-            }
-        }
-        tx.commit().await?;
-        Ok(!found.is_empty())
+        retry(|| remove_account_once(&self.pool, sip)).await
     }
 
     async fn set_network(&self, sip: &SipAor, n: &NetworkAccount) -> Result<(), Error> {
-        let mut tx = self.pool.start_transaction(TxOpts::default()).await?;
-        let juid = juid_of(&mut tx, sip).await?;
-        let (delete, insert) = schema::network_upsert(n.network);
-        tx.exec_drop(delete, (juid,)).await?;
-        let id = match n.network {
-            Network::Icq => Value::Int(n.id.parse().map_err(|_| Error::InvalidNetworkId {
-                network: n.network,
-                id: n.id.clone(),
-            })?),
-            _ => Value::from(n.id.as_str()),
-        };
-        tx.exec_drop(insert, (juid, id, n.passwd.as_deref(), n.nick.as_deref()))
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        retry(|| set_network_once(&self.pool, sip, n)).await
     }
 
     async fn remove_network(&self, sip: &SipAor, n: Network) -> Result<bool, Error> {
-        let mut tx = self.pool.start_transaction(TxOpts::default()).await?;
-        let juid = juid_of(&mut tx, sip).await?;
-        let (delete, _) = schema::network_upsert(n);
-        tx.exec_drop(delete, (juid,)).await?;
-        let removed = tx.affected_rows() > 0;
-        tx.commit().await?;
-        Ok(removed)
+        retry(|| remove_network_once(&self.pool, sip, n)).await
     }
 
     async fn networks(&self, juid: i64) -> Result<Vec<NetworkAccount>, Error> {
@@ -215,6 +146,136 @@ impl Backend for Mysql {
             .await?;
         rows.into_iter().map(network_account).collect()
     }
+}
+
+/// How often a write is retried after InnoDB chose it as a deadlock victim.
+const DEADLOCK_RETRIES: u32 = 10;
+
+/// MySQL's `ER_LOCK_DEADLOCK`: typically two writers holding `FOR UPDATE`
+/// gap locks on the same empty `sip_id` range, both wanting to insert.
+const ER_LOCK_DEADLOCK: u16 = 1213;
+
+/// Runs a write transaction again when the server rolled it back for a
+/// deadlock; the rerun sees the winner's row and fails cleanly (e.g. with
+/// [`Error::DuplicateSip`]).
+async fn retry<T, F, Fut>(mut once: F) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Error>>,
+{
+    let mut attempt = 0;
+    loop {
+        match once().await {
+            Err(Error::Mysql(mysql_async::Error::Server(e)))
+                if e.code == ER_LOCK_DEADLOCK && attempt < DEADLOCK_RETRIES =>
+            {
+                attempt += 1;
+                // Back off with jitter, or the losers retake their gap locks
+                // at once and block the winner's insert again.
+                let jitter = RandomState::new().build_hasher().finish() % 8;
+                let ms = (2u64 << attempt.min(6)) + jitter;
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One attempt of [`Backend::add_account`].
+async fn add_account_once(
+    pool: &Pool,
+    sip: &SipAor,
+    jab_id: &str,
+    passwd: Option<&str>,
+) -> Result<Account, Error> {
+    let mut tx = pool.start_transaction(TxOpts::default()).await?;
+    if !matching(candidates(&mut tx, sip, true).await?, sip).is_empty() {
+        return Err(Error::DuplicateSip {
+            sip: sip.to_string(),
+        });
+    }
+    let taken: Option<Row> = tx
+        .exec_first(
+            "SELECT juid FROM jusers WHERE jab_id = ? LIMIT 1 FOR UPDATE",
+            (jab_id,),
+        )
+        .await?;
+    if taken.is_some() {
+        return Err(Error::DuplicateJabId {
+            jab_id: jab_id.to_owned(),
+        });
+    }
+    let sip_id = sip.to_string();
+    tx.exec_drop(
+        "INSERT INTO jusers (jab_id, jab_passwd, sip_id, type) VALUES (?, ?, ?, 0)",
+        (jab_id, passwd, &sip_id),
+    )
+    .await?;
+    let juid = tx.last_insert_id().ok_or_else(|| {
+        bad(
+            "jusers",
+            "juid",
+            "no AUTO_INCREMENT id after INSERT".to_owned(),
+        )
+    })?;
+    tx.commit().await?;
+    Ok(Account {
+        juid: i64::try_from(juid)
+            .map_err(|_| bad("jusers", "juid", format!("{juid} is out of range")))?,
+        jab_id: jab_id.to_owned(),
+        jab_passwd: passwd.map(str::to_owned),
+        sip_id,
+        kind: 0,
+    })
+}
+
+/// One attempt of [`Backend::remove_account`].
+async fn remove_account_once(pool: &Pool, sip: &SipAor) -> Result<bool, Error> {
+    let mut tx = pool.start_transaction(TxOpts::default()).await?;
+    let found = matching(candidates(&mut tx, sip, true).await?, sip);
+    for a in &found {
+        tx.exec_drop("DELETE FROM jusers WHERE juid = ?", (a.juid,))
+            .await?;
+        for n in Network::ALL {
+            tx.exec_drop(
+                format!("DELETE FROM {} WHERE juid = ?", n.table()),
+                (a.juid,),
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(!found.is_empty())
+}
+
+/// One attempt of [`Backend::set_network`].
+async fn set_network_once(pool: &Pool, sip: &SipAor, n: &NetworkAccount) -> Result<(), Error> {
+    let mut tx = pool.start_transaction(TxOpts::default()).await?;
+    let juid = juid_of(&mut tx, sip).await?;
+    let (delete, insert) = schema::network_upsert(n.network);
+    tx.exec_drop(delete, (juid,)).await?;
+    let id = match n.network {
+        Network::Icq => Value::Int(n.id.parse().map_err(|_| Error::InvalidNetworkId {
+            network: n.network,
+            id: n.id.clone(),
+        })?),
+        _ => Value::from(n.id.as_str()),
+    };
+    tx.exec_drop(insert, (juid, id, n.passwd.as_deref(), n.nick.as_deref()))
+        .await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One attempt of [`Backend::remove_network`].
+async fn remove_network_once(pool: &Pool, sip: &SipAor, n: Network) -> Result<bool, Error> {
+    let mut tx = pool.start_transaction(TxOpts::default()).await?;
+    let juid = juid_of(&mut tx, sip).await?;
+    let (delete, _) = schema::network_upsert(n);
+    tx.exec_drop(delete, (juid,)).await?;
+    let removed = tx.affected_rows() > 0;
+    tx.commit().await?;
+    Ok(removed)
 }
 
 /// Escapes `LIKE` wildcards with `!` (not `\`, which `NO_BACKSLASH_ESCAPES`

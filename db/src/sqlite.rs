@@ -184,9 +184,7 @@ impl Backend for Sqlite {
     async fn account_by_jab_id(&self, jab_id: &str) -> Result<Option<Account>, Error> {
         let jab_id = jab_id.to_owned();
         self.call(move |c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {ACCOUNT_COLUMNS} FROM jusers WHERE jab_id = ?1 COLLATE NOCASE ORDER BY juid LIMIT 1"
-            ))?;
+            let mut stmt = c.prepare_cached(BY_JAB_ID)?;
             let mut rows = stmt.query([&jab_id])?;
             rows.next()?.map(account).transpose()
         })
@@ -266,16 +264,21 @@ fn parse_icq(n: &NetworkAccount) -> Result<i64, Error> {
     })
 }
 
+/// The prefix range query on the `COLLATE NOCASE` index of `sip_id`.
+const CANDIDATES: &str = "SELECT juid, jab_id, jab_passwd, sip_id, type FROM jusers
+    WHERE sip_id COLLATE NOCASE >= ?1 AND sip_id COLLATE NOCASE < ?2 ORDER BY juid";
+
+/// Looks an account up by Jabber ID on the `COLLATE NOCASE` index of `jab_id`.
+const BY_JAB_ID: &str = "SELECT juid, jab_id, jab_passwd, sip_id, type FROM jusers
+    WHERE jab_id = ?1 COLLATE NOCASE ORDER BY juid LIMIT 1";
+
 /// Rows whose `sip_id` starts with `sip:user@` in any case, on the NOCASE index.
 fn candidates(c: &Connection, sip: &SipAor) -> Result<Vec<Account>, Error> {
     let low = sip.key_prefix();
     // The prefix ends in '@'; every string starting with it sorts below the
     // same prefix ending in the next character.
     let high = format!("{}A", &low[..low.len() - 1]);
-    let mut stmt = c.prepare_cached(&format!(
-        "SELECT {ACCOUNT_COLUMNS} FROM jusers
-         WHERE sip_id COLLATE NOCASE >= ?1 AND sip_id COLLATE NOCASE < ?2 ORDER BY juid"
-    ))?;
+    let mut stmt = c.prepare_cached(CANDIDATES)?;
     let mut rows = stmt.query([&low, &high])?;
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
@@ -398,5 +401,41 @@ fn text(
             .map_err(|_| bad(table, column, "not UTF-8".to_owned())),
         ValueRef::Integer(i) => Ok(Some(i.to_string())),
         ValueRef::Real(_) => Err(bad(table, column, "a real number".to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(sql: &str) -> Vec<String> {
+        let c = Connection::open_in_memory().expect("in-memory db");
+        c.execute_batch(schema::SQLITE_DDL).expect("ddl");
+        let mut stmt = c
+            .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .expect("explain");
+        let n = stmt.parameter_count();
+        let args: Vec<&str> = vec!["x"; n];
+        stmt.query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
+    #[test]
+    fn lookups_use_the_nocase_indexes() {
+        // The benchmark puts 100,000 accounts in the store: no table scans.
+        let p = plan(CANDIDATES);
+        assert!(
+            p.iter()
+                .any(|l| l.contains("USING INDEX sipjab_jusers_sip_id")),
+            "{p:?}"
+        );
+        let p = plan(BY_JAB_ID);
+        assert!(
+            p.iter()
+                .any(|l| l.contains("USING INDEX sipjab_jusers_jab_id")),
+            "{p:?}"
+        );
     }
 }
