@@ -364,36 +364,33 @@ async fn handshake<C: Connect>(
     let io = connector.connect().await.map_err(Error::Connect)?;
     let mut conn = Conn::new(io, cfg);
     conn.write(stream::header(&cfg.domain).as_bytes()).await?;
-    let id = match conn.next_event().await? {
-        StreamEvent::Opened(header) => header
-            .attr("id")
-            .filter(|id| !id.is_empty())
-            .map(str::to_owned)
-            .ok_or_else(|| Error::Protocol("stream header without id".into()))?,
+    let header = match conn.next_event().await? {
+        StreamEvent::Opened(header) => header,
         other => {
             return Err(Error::Protocol(format!(
                 "expected a stream header, got {other:?}"
             )));
         }
     };
-    // Prosody answers an unknown domain with header, error and close in one go.
-    if let Some(StreamEvent::Stanza(el)) = conn.pending.front() {
-        if el.is("error", ns::STREAM) {
-            return Err(parse_stream_error(el));
+    let id = header
+        .attr("id")
+        .filter(|id| !id.is_empty())
+        .map(str::to_owned);
+    // Prosody refuses an unknown domain with a header without id, then the error and the
+    // close, all in one packet.
+    if id.is_none() || !conn.pending.is_empty() {
+        if let Some(error) = conn.stream_error_soon().await {
+            return Err(error);
         }
     }
+    let id = id.ok_or_else(|| Error::Protocol("stream header without id".into()))?;
     let mut bytes = Vec::with_capacity(128);
     Element::from(Handshake::from_stream_id_and_password(id, &cfg.secret))
         .write_to(&mut bytes)
         .map_err(|e| Error::Serialize(e.to_string()))?;
     if let Err(e) = conn.write(&bytes).await {
         // The server may have said why before closing.
-        return match timeout(Duration::from_secs(1), conn.next_event()).await {
-            Ok(Ok(StreamEvent::Stanza(el))) if el.is("error", ns::STREAM) => {
-                Err(parse_stream_error(&el))
-            }
-            _ => Err(e),
-        };
+        return Err(conn.stream_error_soon().await.unwrap_or(e));
     }
     match conn.next_event().await? {
         StreamEvent::Stanza(el) if is_handshake_ok(&el) => Ok(conn),
@@ -466,6 +463,17 @@ impl<Io: AsyncRead + AsyncWrite + Send + Unpin> Conn<Io> {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(Error::Io(e)),
             Err(_) => Err(Error::PeerDead(self.write_timeout)),
+        }
+    }
+
+    /// A stream error that is already buffered or arrives within a second; consumes
+    /// the next event either way (only for a stream that is failing anyway).
+    async fn stream_error_soon(&mut self) -> Option<Error> {
+        match timeout(Duration::from_secs(1), self.next_event()).await {
+            Ok(Ok(StreamEvent::Stanza(el))) if el.is("error", ns::STREAM) => {
+                Some(parse_stream_error(&el))
+            }
+            _ => None,
         }
     }
 
@@ -774,15 +782,45 @@ mod tests {
         let (mut link, mut conns) = start(config());
         let mut server = FakeServer::accept(&mut conns).await;
         server.open().await;
-        // Prosody's answer for a domain that is not a component: all in one packet.
+        // Prosody's answer for a domain that is not a component: a header without id,
+        // the error and the close, in one packet.
+        let header = SERVER_HEADER.replace(" id='sid-1'", "");
         server
-            .send(&format!("{SERVER_HEADER}{}", stream_error("host-unknown")))
+            .send(&format!("{header}{}", stream_error("host-unknown")))
             .await;
         let (reason, _) = disconnected(&mut link).await;
         assert_eq!(
             reason.stream_condition(),
             Some(&DefinedCondition::HostUnknown)
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn error_right_after_header() {
+        let (mut link, mut conns) = start(config());
+        let mut server = FakeServer::accept(&mut conns).await;
+        server.open().await;
+        server
+            .send(&format!(
+                "{SERVER_HEADER}{}",
+                stream_error("system-shutdown")
+            ))
+            .await;
+        let (reason, _) = disconnected(&mut link).await;
+        assert_eq!(
+            reason.stream_condition(),
+            Some(&DefinedCondition::SystemShutdown)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn header_without_id_is_protocol_error() {
+        let (mut link, mut conns) = start(config());
+        let mut server = FakeServer::accept(&mut conns).await;
+        server.open().await;
+        server.send(&SERVER_HEADER.replace(" id='sid-1'", "")).await;
+        let (reason, _) = disconnected(&mut link).await;
+        assert!(matches!(reason, Error::Protocol(_)), "{reason:?}");
     }
 
     #[tokio::test(start_paused = true)]

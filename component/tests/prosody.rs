@@ -1,0 +1,243 @@
+//! The component link against a real Prosody 0.12 (XEP-0114). Start one with
+//! `scripts/prosody start DIR` and run, with the variables `scripts/prosody env DIR`
+//! prints:
+//!
+//! ```text
+//! SIPJAB_TEST_COMPONENT=127.0.0.1:15347 SIPJAB_TEST_DOMAIN=sip.xmpp.test \
+//!   SIPJAB_TEST_SECRET=sipjab-test-secret cargo test -p sipjab-component --test prosody -- --ignored
+//! ```
+//!
+//! `SIPJAB_TEST_SERVER` (the server's own domain) defaults to the component domain's
+//! parent. The tests share one component domain, so they take turns.
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use sipjab_component::{
+    ComponentConfig, ComponentLink, DefinedCondition, Element, Error, LinkEvent,
+};
+use tokio::time::{Instant, timeout};
+
+/// One component connection at a time: Prosody kicks a second one with `conflict`.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const NS: &str = "jabber:component:accept";
+const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+
+struct Env {
+    host: String,
+    port: u16,
+    domain: String,
+    secret: String,
+    server: String,
+}
+
+fn env() -> Env {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: run `scripts/prosody start DIR` and export what `scripts/prosody env DIR` prints")
+        })
+    };
+    let component = var("SIPJAB_TEST_COMPONENT");
+    let (host, port) = component
+        .rsplit_once(':')
+        .expect("SIPJAB_TEST_COMPONENT is host:port");
+    let domain = var("SIPJAB_TEST_DOMAIN");
+    let server = std::env::var("SIPJAB_TEST_SERVER").unwrap_or_else(|_| {
+        domain
+            .split_once('.')
+            .map_or(domain.clone(), |(_, parent)| parent.to_owned())
+    });
+    Env {
+        host: host.to_owned(),
+        port: port.parse().expect("port number"),
+        secret: var("SIPJAB_TEST_SECRET"),
+        domain,
+        server,
+    }
+}
+
+fn config(env: &Env) -> ComponentConfig {
+    let mut cfg = ComponentConfig::new(&env.host, env.port, &env.domain, &env.secret);
+    cfg.keepalive = Duration::from_secs(5);
+    cfg.features = vec!["urn:xmpp:receipts".into()];
+    cfg
+}
+
+async fn event(link: &mut ComponentLink) -> LinkEvent {
+    timeout(Duration::from_secs(15), link.next_event())
+        .await
+        .expect("no event from the link within 15 s")
+        .expect("link task ended")
+}
+
+async fn connected(link: &mut ComponentLink) {
+    match event(link).await {
+        LinkEvent::Connected => {}
+        other => panic!("expected Connected, got {other:?}"),
+    }
+}
+
+/// The next stanza with this id, skipping others.
+async fn reply_to(link: &mut ComponentLink, id: &str) -> Element {
+    loop {
+        match event(link).await {
+            LinkEvent::Stanza(el) if el.attr("id") == Some(id) => return el,
+            LinkEvent::Stanza(_) => {}
+            other => panic!("expected a stanza, got {other:?}"),
+        }
+    }
+}
+
+fn iq_get(id: &str, from: &str, to: &str, payload: &str) -> Element {
+    format!("<iq xmlns='{NS}' type='get' id='{id}' from='{from}' to='{to}'>{payload}</iq>")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+#[ignore = "needs Prosody"]
+async fn connects_and_exchanges_stanzas() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = env();
+    let mut link = ComponentLink::spawn(config(&env));
+    connected(&mut link).await;
+    let sender = link.sender();
+
+    // disco#info to the server itself.
+    let query = format!("<query xmlns='{DISCO_INFO}'/>");
+    sender
+        .send(iq_get("disco-server", &env.domain, &env.server, &query))
+        .unwrap();
+    let reply = reply_to(&mut link, "disco-server").await;
+    assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
+    let info = reply
+        .get_child("query", DISCO_INFO)
+        .expect("disco#info payload");
+    assert!(
+        info.children()
+            .any(|c| c.name() == "identity" && c.attr("category") == Some("server")),
+        "{info:?}"
+    );
+
+    // disco#info to our own domain: Prosody routes it back, the link answers it itself,
+    // and the answer comes back to us through the server.
+    sender
+        .send(iq_get("disco-self", &env.domain, &env.domain, &query))
+        .unwrap();
+    let reply = reply_to(&mut link, "disco-self").await;
+    assert_eq!(reply.attr("type"), Some("result"), "{reply:?}");
+    let info = reply
+        .get_child("query", DISCO_INFO)
+        .expect("disco#info payload");
+    let identity = info.get_child("identity", DISCO_INFO).expect("identity");
+    assert_eq!(identity.attr("category"), Some("gateway"));
+    assert_eq!(identity.attr("type"), Some("simple"));
+    let features: Vec<_> = info.children().filter_map(|c| c.attr("var")).collect();
+    for f in [DISCO_INFO, "urn:xmpp:ping", "urn:xmpp:receipts"] {
+        assert!(features.contains(&f), "{features:?}");
+    }
+
+    // Same for XEP-0199 ping.
+    sender
+        .send(iq_get(
+            "ping-self",
+            &env.domain,
+            &env.domain,
+            "<ping xmlns='urn:xmpp:ping'/>",
+        ))
+        .unwrap();
+    assert_eq!(
+        reply_to(&mut link, "ping-self").await.attr("type"),
+        Some("result")
+    );
+
+    // A message to an account that does not exist bounces back to its sender.
+    let msg: Element = format!(
+        "<message xmlns='{NS}' type='chat' id='m1' from='alice@{}' to='nobody@{}'><body>hi</body></message>",
+        env.domain, env.server
+    )
+    .parse()
+    .unwrap();
+    sender.send(msg).unwrap();
+    let bounce = reply_to(&mut link, "m1").await;
+    assert_eq!(bounce.attr("type"), Some("error"), "{bounce:?}");
+    assert_eq!(
+        bounce.attr("to"),
+        Some(format!("alice@{}", env.domain).as_str())
+    );
+
+    link.shutdown().await;
+    assert!(!sender.is_connected());
+}
+
+#[tokio::test]
+#[ignore = "needs Prosody"]
+async fn bad_secret_is_not_authorized_without_spinning() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = env();
+    let mut cfg = config(&env);
+    cfg.secret = "not-the-secret".into();
+    let mut link = ComponentLink::spawn(cfg);
+    let LinkEvent::Disconnected { reason, retry_in } = event(&mut link).await else {
+        panic!("expected Disconnected")
+    };
+    assert_eq!(
+        reason.stream_condition(),
+        Some(&DefinedCondition::NotAuthorized),
+        "{reason}"
+    );
+    assert!(retry_in >= Duration::from_secs(30), "{retry_in:?}");
+    // Nothing more for a while: the link waits instead of retrying in a loop.
+    let quiet = Instant::now();
+    assert!(
+        timeout(Duration::from_secs(3), link.next_event())
+            .await
+            .is_err()
+    );
+    assert!(quiet.elapsed() >= Duration::from_secs(3));
+    link.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs Prosody"]
+async fn unknown_domain_is_host_unknown() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = env();
+    let mut cfg = config(&env);
+    cfg.domain = format!("not-a-component.{}", env.server);
+    let mut link = ComponentLink::spawn(cfg);
+    let LinkEvent::Disconnected { reason, .. } = event(&mut link).await else {
+        panic!("expected Disconnected")
+    };
+    assert_eq!(
+        reason.stream_condition(),
+        Some(&DefinedCondition::HostUnknown),
+        "{reason}"
+    );
+    link.shutdown().await;
+}
+
+#[tokio::test]
+#[ignore = "needs Prosody"]
+async fn second_instance_gets_conflict() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let env = env();
+    let mut first = ComponentLink::spawn(config(&env));
+    connected(&mut first).await;
+    let mut second = ComponentLink::spawn(config(&env));
+    let LinkEvent::Disconnected { reason, .. } = event(&mut second).await else {
+        panic!("expected Disconnected")
+    };
+    assert_eq!(
+        reason.stream_condition(),
+        Some(&DefinedCondition::Conflict),
+        "{reason}"
+    );
+    assert!(!matches!(reason, Error::StreamClosed));
+    second.shutdown().await;
+    // The first one is still fine.
+    assert!(first.sender().is_connected());
+    first.shutdown().await;
+}
