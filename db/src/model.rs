@@ -41,6 +41,18 @@ pub struct Account {
 }
 
 impl Account {
+    /// An account value, e.g. a fake db answer in the gateway's tests;
+    /// `#[non_exhaustive]` keeps struct literals out of other crates.
+    pub fn new(juid: i64, jab_id: &str, jab_passwd: Option<&str>, sip_id: &str) -> Self {
+        Self {
+            juid,
+            jab_id: jab_id.to_owned(),
+            jab_passwd: jab_passwd.map(str::to_owned),
+            sip_id: sip_id.to_owned(),
+            kind: 0,
+        }
+    }
+
     /// `sip_id` parsed, for comparison with other addresses.
     pub fn sip_aor(&self) -> Result<SipAor, Error> {
         SipAor::parse(&self.sip_id)

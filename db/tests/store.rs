@@ -734,3 +734,57 @@ async fn input_checked_against_ser_columns(env: &Env) {
         .collect();
     assert_eq!(names, BTreeSet::from(["alice".to_owned()]));
 }
+
+/// MySQL only: the two hot lookups run on SER's `KEY(sip_id)` and
+/// `KEY(jab_id)`, not a table scan (the benchmark stores 100,000 accounts).
+/// The statements mirror those in `src/mysql.rs`. SQLite's plan is checked
+/// by a unit test in `src/sqlite.rs`.
+#[tokio::test]
+async fn mysql_lookups_use_ser_indexes() {
+    let Some(env) = Env::mysql().await else {
+        return;
+    };
+    env.raw.load_ser_fixture().await;
+    let values: Vec<String> = (0..300)
+        .map(|i| format!("('u{i}', 'sip:u{i}@example.com')"))
+        .collect();
+    env.raw
+        .exec(&format!(
+            "INSERT INTO jusers (jab_id, sip_id) VALUES {}; ANALYZE TABLE jusers;",
+            values.join(", ")
+        ))
+        .await;
+    let Raw::Mysql(url) = &env.raw else {
+        unreachable!("Env::mysql gives Raw::Mysql")
+    };
+    let mut conn = mysql_async::Conn::from_url(url).await.expect("connect");
+    for (sql, key) in [
+        (
+            "EXPLAIN SELECT juid, jab_id, jab_passwd, sip_id, type FROM jusers
+             WHERE sip_id LIKE 'sip:u17@%' ESCAPE '!' ORDER BY juid FOR UPDATE",
+            "sip_id",
+        ),
+        (
+            "EXPLAIN SELECT juid, jab_id, jab_passwd, sip_id, type FROM jusers
+             WHERE jab_id = 'u17' ORDER BY juid LIMIT 1",
+            "jab_id",
+        ),
+    ] {
+        let row: mysql_async::Row = conn
+            .query_first(sql)
+            .await
+            .expect("explain")
+            .expect("a plan row");
+        let used: Option<String> = row.get("key").expect("key column");
+        assert_eq!(used.as_deref(), Some(key), "{sql}");
+    }
+    conn.disconnect().await.expect("disconnect");
+    // And the store finds the row through them.
+    let store = Store::open(&env.url).await.expect("open");
+    let u17 = store
+        .account_by_sip(&aor("sip:u17@EXAMPLE.com"))
+        .await
+        .expect("lookup")
+        .expect("u17");
+    assert_eq!(u17.jab_id, "u17");
+}
