@@ -11,16 +11,16 @@
 //! parent. The tests share one component domain, so they take turns.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use sipjab_component::{
     ComponentConfig, ComponentLink, DefinedCondition, Element, Error, LinkEvent,
 };
+use tokio::sync::Mutex;
 use tokio::time::{Instant, timeout};
 
 /// One component connection at a time: Prosody kicks a second one with `conflict`.
-static SERIAL: Mutex<()> = Mutex::new(());
+static SERIAL: Mutex<()> = Mutex::const_new(());
 
 const NS: &str = "jabber:component:accept";
 const DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
@@ -99,7 +99,7 @@ fn iq_get(id: &str, from: &str, to: &str, payload: &str) -> Element {
 #[tokio::test]
 #[ignore = "needs Prosody"]
 async fn connects_and_exchanges_stanzas() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = SERIAL.lock().await;
     let env = env();
     let mut link = ComponentLink::spawn(config(&env));
     connected(&mut link).await;
@@ -175,7 +175,7 @@ async fn connects_and_exchanges_stanzas() {
 #[tokio::test]
 #[ignore = "needs Prosody"]
 async fn bad_secret_is_not_authorized_without_spinning() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = SERIAL.lock().await;
     let env = env();
     let mut cfg = config(&env);
     cfg.secret = "not-the-secret".into();
@@ -203,7 +203,7 @@ async fn bad_secret_is_not_authorized_without_spinning() {
 #[tokio::test]
 #[ignore = "needs Prosody"]
 async fn unknown_domain_is_host_unknown() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = SERIAL.lock().await;
     let env = env();
     let mut cfg = config(&env);
     cfg.domain = format!("not-a-component.{}", env.server);
@@ -222,7 +222,7 @@ async fn unknown_domain_is_host_unknown() {
 #[tokio::test]
 #[ignore = "needs Prosody"]
 async fn second_instance_gets_conflict() {
-    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = SERIAL.lock().await;
     let env = env();
     let mut first = ComponentLink::spawn(config(&env));
     connected(&mut first).await;
