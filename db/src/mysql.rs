@@ -22,9 +22,16 @@ use crate::store::{Backend, matching};
 use crate::url::redact;
 
 /// A connection pool to one database.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Mysql {
     pool: Pool,
+}
+
+impl std::fmt::Debug for Mysql {
+    /// Without the pool: its options hold the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mysql").finish_non_exhaustive()
+    }
 }
 
 impl Mysql {
@@ -47,22 +54,8 @@ impl Mysql {
         for ddl in schema::MYSQL_DDL {
             conn.query_drop(*ddl).await?;
         }
-        let mut tx = conn.start_transaction(TxOpts::default()).await?;
-        let current: Option<i64> = tx
-            .query_first("SELECT MAX(version) FROM sipjab_schema FOR UPDATE")
-            .await?
-            .flatten();
-        match current {
-            None => {
-                tx.exec_drop(
-                    "INSERT INTO sipjab_schema (version) VALUES (?)",
-                    (SCHEMA_VERSION,),
-                )
-                .await?;
-            }
-            found => check_version(found)?,
-        }
-        tx.commit().await?;
+        drop(conn);
+        retry(|| record_version_once(&me.pool)).await?;
         Ok(me)
     }
 
@@ -179,6 +172,27 @@ where
             other => return other,
         }
     }
+}
+
+/// Inserts the `sipjab_schema` row unless there is one (one attempt).
+async fn record_version_once(pool: &Pool) -> Result<(), Error> {
+    let mut tx = pool.start_transaction(TxOpts::default()).await?;
+    let current: Option<i64> = tx
+        .query_first("SELECT MAX(version) FROM sipjab_schema FOR UPDATE")
+        .await?
+        .flatten();
+    match current {
+        None => {
+            tx.exec_drop(
+                "INSERT INTO sipjab_schema (version) VALUES (?)",
+                (SCHEMA_VERSION,),
+            )
+            .await?;
+        }
+        found => check_version(found)?,
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
 /// One attempt of [`Backend::add_account`].

@@ -265,6 +265,7 @@ macro_rules! suite {
 suite!(
     open_needs_init,
     init_is_idempotent,
+    concurrent_inits_record_one_version,
     add_list_show_remove,
     duplicates_change_nothing,
     concurrent_adds_make_one_account,
@@ -312,6 +313,18 @@ async fn init_is_idempotent(env: &Env) {
     );
     assert_eq!(env.raw.ser_ddl().await, before);
     assert_eq!(again.accounts().await.expect("accounts").len(), 1);
+}
+
+async fn concurrent_inits_record_one_version(env: &Env) {
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let url = env.url.clone();
+        tasks.push(tokio::spawn(async move { Store::init(&url).await }));
+    }
+    for t in tasks {
+        t.await.expect("join").expect("init");
+    }
+    assert_eq!(env.raw.count("SELECT COUNT(*) FROM sipjab_schema").await, 1);
 }
 
 async fn add_list_show_remove(env: &Env) {
