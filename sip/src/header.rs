@@ -1,0 +1,769 @@
+//! Header fields (RFC 3261 section 7.3 and 20): an ordered list of raw lines plus typed
+//! accessors for the fields a gateway needs. Values are parsed when asked for, so a
+//! message with one bad header still parses and can be answered with a 400.
+
+use std::fmt;
+
+use crate::Error;
+use crate::message::Method;
+use crate::uri::{Host, Params, Uri, is_token_char, parse_host_port, split_quoted};
+
+/// Compact forms of RFC 3261 7.3.3 (and RFC 3265/3515/4028 for o, u, r, b, x).
+const COMPACT: &[(&str, &str)] = &[
+    ("i", "Call-ID"),
+    ("f", "From"),
+    ("t", "To"),
+    ("v", "Via"),
+    ("m", "Contact"),
+    ("l", "Content-Length"),
+    ("c", "Content-Type"),
+    ("k", "Supported"),
+    ("s", "Subject"),
+    ("e", "Content-Encoding"),
+    ("o", "Event"),
+    ("u", "Allow-Events"),
+    ("r", "Refer-To"),
+    ("b", "Referred-By"),
+    ("x", "Session-Expires"),
+];
+
+/// The long form of a header name (compact forms expanded), for comparisons.
+pub fn long_name(name: &str) -> &str {
+    if name.len() == 1 {
+        for (c, long) in COMPACT {
+            if c.eq_ignore_ascii_case(name) {
+                return long;
+            }
+        }
+    }
+    name
+}
+
+/// Whether two header names denote the same field (case and compact form ignored).
+pub fn same_name(a: &str, b: &str) -> bool {
+    long_name(a).eq_ignore_ascii_case(long_name(b))
+}
+
+/// One header line as received (folding undone) or as built.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// The name as written (may be a compact form).
+    pub name: String,
+    /// The value with surrounding whitespace removed and folded lines joined by one SP.
+    pub value: String,
+}
+
+/// All header lines in order, repeated names and comma lists both kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<Header>);
+
+impl Headers {
+    /// An empty list.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a line.
+    pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.0.push(Header {
+            name: name.into(),
+            value: value.into(),
+        });
+    }
+
+    /// Inserts a line first (used for a new top Via).
+    pub fn push_front(&mut self, name: impl Into<String>, value: impl Into<String>) {
+        self.0.insert(
+            0,
+            Header {
+                name: name.into(),
+                value: value.into(),
+            },
+        );
+    }
+
+    /// Removes every line of that field.
+    pub fn remove(&mut self, name: &str) {
+        self.0.retain(|h| !same_name(&h.name, name));
+    }
+
+    /// Replaces every line of that field by one line, keeping the first line's position.
+    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+        let value = value.into();
+        match self.0.iter().position(|h| same_name(&h.name, name)) {
+            Some(i) => {
+                self.0[i].value = value;
+                let mut seen = 0;
+                self.0.retain(|h| {
+                    if same_name(&h.name, name) {
+                        seen += 1;
+                        seen == 1
+                    } else {
+                        true
+                    }
+                });
+            }
+            None => self.push(name, value),
+        }
+    }
+
+    /// All lines in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Header> {
+        self.0.iter()
+    }
+
+    /// Number of lines.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no lines.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The raw lines of one field, in order.
+    pub fn lines<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+        self.0
+            .iter()
+            .filter(move |h| same_name(&h.name, name))
+            .map(|h| h.value.as_str())
+    }
+
+    /// The first raw line of a field.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.lines(name).next()
+    }
+
+    /// Whether the field is present.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// All values of a list field: lines in order, each split at commas outside quotes
+    /// and `<>` (RFC 3261 7.3.1). Only for fields whose grammar is a comma list.
+    pub fn values<'a>(&'a self, name: &str) -> Vec<&'a str> {
+        self.lines(name)
+            .flat_map(|l| split_quoted(l, b','))
+            .map(str::trim)
+            .collect()
+    }
+
+    /// The value of a single-valued field; present twice (as lines or as a comma list
+    /// where the grammar has none) is an error (RFC 4475 3.3.8).
+    pub fn single(&self, name: &'static str) -> Result<Option<&str>, Error> {
+        let mut lines = self.lines(name);
+        let first = lines.next();
+        if lines.next().is_some() {
+            return Err(Error::Multiple(name));
+        }
+        Ok(first)
+    }
+
+    /// Like [`single`](Self::single), also rejecting a comma list (for name-addr fields).
+    fn single_listless(&self, name: &'static str) -> Result<Option<&str>, Error> {
+        let v = self.single(name)?;
+        if let Some(v) = v
+            && split_quoted(v, b',').len() > 1
+        {
+            return Err(Error::Multiple(name));
+        }
+        Ok(v)
+    }
+
+    /// All Via values, top first (RFC 3261 20.42).
+    pub fn vias(&self) -> Result<Vec<Via>, Error> {
+        self.values("Via").into_iter().map(Via::parse).collect()
+    }
+
+    /// The top Via.
+    pub fn top_via(&self) -> Result<Option<Via>, Error> {
+        match self.values("Via").first() {
+            Some(v) => Via::parse(v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces the top Via value (the rest of its line is kept), e.g. to add `received`.
+    pub fn set_top_via(&mut self, via: &Via) {
+        if let Some(h) = self.0.iter_mut().find(|h| same_name(&h.name, "Via")) {
+            let parts = split_quoted(&h.value, b',');
+            let mut v = via.to_string();
+            for p in parts.iter().skip(1) {
+                v.push_str(", ");
+                v.push_str(p.trim());
+            }
+            h.value = v;
+        } else {
+            self.push_front("Via", via.to_string());
+        }
+    }
+
+    /// From (RFC 3261 20.20).
+    pub fn from(&self) -> Result<Option<NameAddr>, Error> {
+        self.name_addr("From")
+    }
+
+    /// To (RFC 3261 20.39).
+    pub fn to(&self) -> Result<Option<NameAddr>, Error> {
+        self.name_addr("To")
+    }
+
+    fn name_addr(&self, name: &'static str) -> Result<Option<NameAddr>, Error> {
+        self.single_listless(name)?
+            .map(|v| NameAddr::parse(v, name))
+            .transpose()
+    }
+
+    /// Call-ID (RFC 3261 20.8): `word [@ word]`, no whitespace.
+    pub fn call_id(&self) -> Result<Option<&str>, Error> {
+        let v = self.single("Call-ID")?;
+        if let Some(v) = v
+            && (v.is_empty() || v.bytes().any(|b| b <= b' ' || b == 0x7f))
+        {
+            return Err(header_err("Call-ID", "not a word"));
+        }
+        Ok(v)
+    }
+
+    /// CSeq (RFC 3261 20.16).
+    pub fn cseq(&self) -> Result<Option<CSeq>, Error> {
+        self.single("CSeq")?.map(CSeq::parse).transpose()
+    }
+
+    /// Max-Forwards (RFC 3261 20.22).
+    pub fn max_forwards(&self) -> Result<Option<u32>, Error> {
+        self.single("Max-Forwards")?
+            .map(|v| parse_u32(v, "Max-Forwards"))
+            .transpose()
+    }
+
+    /// Content-Length (RFC 3261 20.14). Framing uses its own stricter reading.
+    pub fn content_length(&self) -> Result<Option<u32>, Error> {
+        self.single("Content-Length")?
+            .map(|v| parse_u32(v, "Content-Length"))
+            .transpose()
+    }
+
+    /// Content-Type (RFC 3261 20.15).
+    pub fn content_type(&self) -> Result<Option<MediaType>, Error> {
+        self.single("Content-Type")?
+            .map(|v| MediaType::parse(v, "Content-Type"))
+            .transpose()
+    }
+
+    /// Expires in seconds (RFC 3261 20.19).
+    pub fn expires(&self) -> Result<Option<u32>, Error> {
+        self.single("Expires")?
+            .map(|v| parse_u32(v, "Expires"))
+            .transpose()
+    }
+
+    /// Event (RFC 6665 8.2.1).
+    pub fn event(&self) -> Result<Option<Event>, Error> {
+        self.single("Event")?.map(Event::parse).transpose()
+    }
+
+    /// Subject (RFC 3261 20.36), free text.
+    pub fn subject(&self) -> Result<Option<&str>, Error> {
+        self.single("Subject")
+    }
+
+    /// Contact (RFC 3261 20.10).
+    pub fn contact(&self) -> Result<Option<Contact>, Error> {
+        let values = self.values("Contact");
+        if values.is_empty() {
+            return Ok(None);
+        }
+        if values.len() == 1 && values[0] == "*" {
+            return Ok(Some(Contact::Star));
+        }
+        values
+            .into_iter()
+            .map(|v| NameAddr::parse(v, "Contact"))
+            .collect::<Result<_, _>>()
+            .map(|v| Some(Contact::List(v)))
+    }
+
+    /// Option tags of Require (RFC 3261 20.32).
+    pub fn require(&self) -> Result<Vec<String>, Error> {
+        self.tokens("Require")
+    }
+
+    /// Option tags of Proxy-Require (RFC 3261 20.29).
+    pub fn proxy_require(&self) -> Result<Vec<String>, Error> {
+        self.tokens("Proxy-Require")
+    }
+
+    /// Methods of Allow (RFC 3261 20.5).
+    pub fn allow(&self) -> Result<Vec<Method>, Error> {
+        self.tokens("Allow")
+            .map(|v| v.iter().map(|m| Method::from_token(m)).collect())
+    }
+
+    /// Media ranges of Accept (RFC 3261 20.1). An empty Accept line is an empty list.
+    pub fn accept(&self) -> Result<Vec<MediaType>, Error> {
+        self.values("Accept")
+            .into_iter()
+            .filter(|v| !v.is_empty())
+            .map(|v| MediaType::parse(v, "Accept"))
+            .collect()
+    }
+
+    fn tokens(&self, name: &'static str) -> Result<Vec<String>, Error> {
+        self.values(name)
+            .into_iter()
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                if v.bytes().all(is_token_char) {
+                    Ok(v.to_owned())
+                } else {
+                    Err(header_err(name, format!("not a token: {v:?}")))
+                }
+            })
+            .collect()
+    }
+}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = &'a Header;
+    type IntoIter = std::slice::Iter<'a, Header>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+fn header_err(name: &'static str, reason: impl Into<String>) -> Error {
+    Error::Header {
+        name,
+        reason: reason.into(),
+    }
+}
+
+fn parse_u32(v: &str, name: &'static str) -> Result<u32, Error> {
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(header_err(name, format!("not a number: {v:?}")));
+    }
+    v.parse()
+        .map_err(|_| header_err(name, format!("out of range: {v}")))
+}
+
+/// One Via value (RFC 3261 20.42, RFC 3581 rport).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via {
+    /// Transport token (`UDP`, `TCP`, `TLS`, or any other).
+    pub transport: String,
+    /// sent-by host.
+    pub host: Host,
+    /// sent-by port.
+    pub port: Option<u16>,
+    /// Parameters (`branch`, `received`, `rport`, ...).
+    pub params: Params,
+}
+
+impl Via {
+    /// Parses `SIP / 2.0 / transport sent-by *( ; via-params )`, LWS allowed around `/`.
+    pub fn parse(v: &str) -> Result<Self, Error> {
+        let bad = |r: &str| header_err("Via", format!("{r}: {v:?}"));
+        let (head, params) = match v.split_once(';') {
+            Some((h, p)) => (h, Params::parse(p).map_err(|e| bad(&e.to_string()))?),
+            None => (v, Params::default()),
+        };
+        let mut parts = head.splitn(3, '/');
+        let (Some(name), Some(version), Some(rest)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(bad("no sent-protocol"));
+        };
+        if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" {
+            return Err(bad("not SIP/2.0"));
+        }
+        let mut words = rest.split_whitespace();
+        let (Some(transport), Some(sent_by), None) = (words.next(), words.next(), words.next())
+        else {
+            return Err(bad("no sent-by"));
+        };
+        if !transport.bytes().all(is_token_char) {
+            return Err(bad("bad transport"));
+        }
+        let (host, port) = parse_host_port(sent_by).map_err(|e| bad(&e.to_string()))?;
+        Ok(Self {
+            transport: transport.to_owned(),
+            host,
+            port,
+            params,
+        })
+    }
+
+    /// A new Via for a request we send.
+    pub fn new(transport: &str, host: Host, port: Option<u16>, branch: &str) -> Self {
+        let mut params = Params::default();
+        params.set("branch", Some(branch.to_owned()));
+        Self {
+            transport: transport.to_owned(),
+            host,
+            port,
+            params,
+        }
+    }
+
+    /// The branch parameter.
+    pub fn branch(&self) -> Option<&str> {
+        self.params.get("branch").flatten()
+    }
+
+    /// The `received` parameter as an address.
+    pub fn received(&self) -> Option<std::net::IpAddr> {
+        self.params
+            .get("received")
+            .flatten()
+            .and_then(|r| r.trim_matches(|c| c == '[' || c == ']').parse().ok())
+    }
+
+    /// `None`: no rport; `Some(None)`: rport asked for; `Some(Some(p))`: filled in.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.params
+            .get("rport")
+            .map(|v| v.and_then(|p| p.parse().ok()))
+    }
+
+    /// The sent-by as written: `host[:port]`, for transaction keys.
+    pub fn sent_by(&self) -> String {
+        match self.port {
+            Some(p) => format!("{}:{p}", self.host),
+            None => self.host.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "SIP/2.0/{} {}{}",
+            self.transport,
+            self.sent_by(),
+            self.params
+        )
+    }
+}
+
+/// A `name-addr` or `addr-spec` with header parameters: From, To, Contact, Route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr {
+    /// Display name, unquoted (quoted-pairs resolved).
+    pub display_name: Option<String>,
+    /// The URI.
+    pub uri: Uri,
+    /// Header parameters (`tag`, `expires`, `q`, ...), not the URI's own.
+    pub params: Params,
+}
+
+impl NameAddr {
+    /// A bare `<uri>`.
+    pub fn new(uri: Uri) -> Self {
+        Self {
+            display_name: None,
+            uri,
+            params: Params::default(),
+        }
+    }
+
+    /// Parses one value of From, To, Contact (RFC 3261 20.10, 20.20, 20.39).
+    pub fn parse(v: &str, name: &'static str) -> Result<Self, Error> {
+        let bad = |r: String| header_err(name, r);
+        let v = v.trim();
+        let (display_name, rest) = if let Some(q) = v.strip_prefix('"') {
+            let (dn, after) = unquote(q).ok_or_else(|| bad("unterminated quoted string".into()))?;
+            let after = after.trim_start();
+            if !after.starts_with('<') {
+                return Err(bad("display name without <URI>".into()));
+            }
+            (Some(dn), after)
+        } else if let Some(lt) = v.find('<') {
+            let dn = v[..lt].trim();
+            if !dn.split_whitespace().all(|w| w.bytes().all(is_token_char)) {
+                return Err(bad(format!("display name is not tokens: {dn:?}")));
+            }
+            let dn = (!dn.is_empty()).then(|| dn.split_whitespace().collect::<Vec<_>>().join(" "));
+            (dn, &v[lt..])
+        } else {
+            (None, v)
+        };
+        let (uri, params) = if let Some(inner) = rest.strip_prefix('<') {
+            let (uri, after) = inner
+                .split_once('>')
+                .ok_or_else(|| bad("no closing >".into()))?;
+            let after = after.trim_start();
+            let params = match after.strip_prefix(';') {
+                Some(p) => p,
+                None if after.is_empty() => "",
+                None => return Err(bad(format!("junk after URI: {after:?}"))),
+            };
+            (uri, params)
+        } else {
+            // addr-spec: URI parameters would be header parameters (RFC 3261 20.10), and
+            // `?`/`,` need the name-addr form (RFC 4475 3.1.2.13).
+            let (uri, params) = rest.split_once(';').unwrap_or((rest, ""));
+            if uri.contains('?') || uri.contains(',') {
+                return Err(bad("URI with headers must be in <>".into()));
+            }
+            (uri.trim_end(), params)
+        };
+        let uri = Uri::parse(uri).map_err(|e| bad(e.to_string()))?;
+        let params = if params.trim().is_empty() {
+            Params::default()
+        } else {
+            Params::parse(params).map_err(|e| bad(e.to_string()))?
+        };
+        Ok(Self {
+            display_name,
+            uri,
+            params,
+        })
+    }
+
+    /// The tag parameter (From/To).
+    pub fn tag(&self) -> Option<&str> {
+        self.params.get("tag").flatten()
+    }
+}
+
+impl fmt::Display for NameAddr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(dn) = &self.display_name {
+            f.write_str("\"")?;
+            for c in dn.chars() {
+                if c == '"' || c == '\\' {
+                    f.write_str("\\")?;
+                }
+                write!(f, "{c}")?;
+            }
+            f.write_str("\" ")?;
+        }
+        write!(f, "<{}>{}", self.uri, self.params)
+    }
+}
+
+/// Reads a quoted string body after the opening quote; returns it and what follows.
+fn unquote(s: &str) -> Option<(String, &str)> {
+    let mut out = String::new();
+    let mut chars = s.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '\\' => out.push(chars.next()?.1),
+            '"' => return Some((out, &s[i + 1..])),
+            c => out.push(c),
+        }
+    }
+    None
+}
+
+/// Contact: `*` or a list of addresses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Contact {
+    /// `Contact: *` (REGISTER removal of all bindings).
+    Star,
+    /// The addresses in order.
+    List(Vec<NameAddr>),
+}
+
+/// CSeq: sequence number and method.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CSeq {
+    /// Sequence number, below 2**31 when we build it, up to 2**32-1 when received.
+    pub seq: u32,
+    /// The method, which must match the request line's.
+    pub method: Method,
+}
+
+impl CSeq {
+    /// Parses `1*DIGIT LWS Method`.
+    pub fn parse(v: &str) -> Result<Self, Error> {
+        let mut words = v.split_whitespace();
+        let (Some(n), Some(m), None) = (words.next(), words.next(), words.next()) else {
+            return Err(header_err("CSeq", format!("not `number method`: {v:?}")));
+        };
+        let seq = parse_u32(n, "CSeq")?;
+        if !m.bytes().all(is_token_char) {
+            return Err(header_err("CSeq", format!("bad method {m:?}")));
+        }
+        Ok(Self {
+            seq,
+            method: Method::from_token(m),
+        })
+    }
+}
+
+impl fmt::Display for CSeq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.seq, self.method)
+    }
+}
+
+/// A media type or range: Content-Type and Accept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MediaType {
+    /// Type, lower-cased (`text`, `*`).
+    pub mtype: String,
+    /// Subtype, lower-cased (`plain`, `*`).
+    pub subtype: String,
+    /// Parameters (`charset`, `q`).
+    pub params: Params,
+}
+
+impl MediaType {
+    /// Parses `type/subtype *(;param)`.
+    pub fn parse(v: &str, name: &'static str) -> Result<Self, Error> {
+        let bad = || header_err(name, format!("bad media type {v:?}"));
+        let (ts, params) = match v.split_once(';') {
+            Some((t, p)) => (t, Params::parse(p).map_err(|_| bad())?),
+            None => (v, Params::default()),
+        };
+        let (t, s) = ts.split_once('/').ok_or_else(bad)?;
+        let (t, s) = (t.trim(), s.trim());
+        let tok = |x: &str| !x.is_empty() && x.bytes().all(is_token_char);
+        if !tok(t) || !tok(s) {
+            return Err(bad());
+        }
+        Ok(Self {
+            mtype: t.to_ascii_lowercase(),
+            subtype: s.to_ascii_lowercase(),
+            params,
+        })
+    }
+
+    /// The charset parameter, unquoted.
+    pub fn charset(&self) -> Option<&str> {
+        self.params
+            .get("charset")
+            .flatten()
+            .map(|c| c.trim_matches('"'))
+    }
+
+    /// `type/subtype` without parameters.
+    pub fn essence(&self) -> String {
+        format!("{}/{}", self.mtype, self.subtype)
+    }
+}
+
+impl fmt::Display for MediaType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}{}", self.mtype, self.subtype, self.params)
+    }
+}
+
+/// Event (RFC 6665): package name and parameters (`id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Event package, e.g. `presence`, as written.
+    pub package: String,
+    /// Parameters such as `id`.
+    pub params: Params,
+}
+
+impl Event {
+    /// Parses `event-type *( ; event-param )`.
+    pub fn parse(v: &str) -> Result<Self, Error> {
+        let (p, params) = match v.split_once(';') {
+            Some((p, rest)) => (
+                p.trim(),
+                Params::parse(rest).map_err(|e| header_err("Event", e.to_string()))?,
+            ),
+            None => (v.trim(), Params::default()),
+        };
+        if p.is_empty() || !p.bytes().all(is_token_char) {
+            return Err(header_err("Event", format!("bad package {p:?}")));
+        }
+        Ok(Self {
+            package: p.to_owned(),
+            params,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hs(lines: &[(&str, &str)]) -> Headers {
+        let mut h = Headers::new();
+        for (n, v) in lines {
+            h.push(*n, *v);
+        }
+        h
+    }
+
+    #[test]
+    fn vias_in_order_across_lines_and_commas() {
+        let h = hs(&[
+            (
+                "v",
+                "SIP/2.0/UDP a.example.com;branch=z9hG4bK1, SIP/2.0/TCP [::1]:5070;rport",
+            ),
+            (
+                "Via",
+                "SIP / 2.0 / UDP 192.0.2.1:5060;branch=z9hG4bK3;received=192.0.2.9",
+            ),
+        ]);
+        let v = h.vias().unwrap();
+        assert_eq!(v.len(), 3);
+        assert_eq!(v[0].branch(), Some("z9hG4bK1"));
+        assert_eq!(v[1].rport(), Some(None));
+        assert_eq!(v[1].port, Some(5070));
+        assert_eq!(v[2].received(), Some("192.0.2.9".parse().unwrap()));
+        assert!(Via::parse("SIP/2.0/UDP 192.0.2.15;;").is_err());
+    }
+
+    #[test]
+    fn set_top_via_keeps_the_rest() {
+        let mut h = hs(&[("Via", "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b")]);
+        let mut top = h.top_via().unwrap().unwrap();
+        top.params.set("received", Some("192.0.2.1".into()));
+        h.set_top_via(&top);
+        assert_eq!(
+            h.get("via"),
+            Some("SIP/2.0/UDP a;branch=z9hG4bK1;received=192.0.2.1, SIP/2.0/UDP b")
+        );
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let a = NameAddr::parse(r#""Bell, \"Alex\"" <sip:a@b>;tag=1"#, "From").unwrap();
+        assert_eq!(a.display_name.as_deref(), Some("Bell, \"Alex\""));
+        assert_eq!(a.tag(), Some("1"));
+        let b = NameAddr::parse("sip:a@b;tag=2", "To").unwrap();
+        assert_eq!(b.tag(), Some("2"));
+        assert!(b.uri.as_sip().unwrap().params.is_empty());
+        let c = NameAddr::parse(r#""caller"<sip:c@d>"#, "From").unwrap();
+        assert_eq!(c.display_name.as_deref(), Some("caller"));
+        assert!(NameAddr::parse(r#""unterminated <sip:a@b>"#, "To").is_err());
+        assert!(NameAddr::parse("Bell, Alex <sip:a@b>", "From").is_err());
+        assert!(NameAddr::parse("sip:a@b?Route=x", "Contact").is_err());
+        assert!(NameAddr::parse("< sip:a@b >", "To").is_err());
+        let round = NameAddr::parse(&a.to_string(), "From").unwrap();
+        assert_eq!(round, a);
+    }
+
+    #[test]
+    fn scalars_and_lists() {
+        let h = hs(&[
+            ("CSeq", "4294967295 MESSAGE"),
+            ("c", "text/plain; charset=\"UTF-8\""),
+            ("Accept", "text/plain, application/pidf+xml"),
+            ("Allow", "MESSAGE,OPTIONS"),
+            ("o", "presence;id=1"),
+            ("i", "abc@host"),
+            ("Max-Forwards", "70"),
+        ]);
+        assert_eq!(h.cseq().unwrap().unwrap().seq, u32::MAX);
+        assert_eq!(h.content_type().unwrap().unwrap().charset(), Some("UTF-8"));
+        assert_eq!(h.accept().unwrap().len(), 2);
+        assert_eq!(h.allow().unwrap(), vec![Method::Message, Method::Options]);
+        assert_eq!(h.event().unwrap().unwrap().package, "presence");
+        assert_eq!(h.call_id().unwrap(), Some("abc@host"));
+        assert_eq!(h.max_forwards().unwrap(), Some(70));
+        assert!(CSeq::parse("4294967296 MESSAGE").is_err());
+        let dup = hs(&[("Call-ID", "a"), ("i", "b")]);
+        assert!(matches!(dup.call_id(), Err(Error::Multiple("Call-ID"))));
+    }
+}

@@ -1,0 +1,466 @@
+//! SIP requests and responses (RFC 3261 section 7) and their serialization.
+
+use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
+
+use crate::Error;
+use crate::header::{Headers, NameAddr, same_name};
+use crate::uri::{Uri, is_token_char};
+
+/// A request method: the ones a SIP stack commonly meets, plus any extension token.
+///
+/// Methods are case-sensitive (RFC 3261 7.1): `invite` is an extension method.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Method {
+    /// RFC 3261.
+    Invite,
+    /// RFC 3261.
+    Ack,
+    /// RFC 3261.
+    Bye,
+    /// RFC 3261.
+    Cancel,
+    /// RFC 3261.
+    Register,
+    /// RFC 3261.
+    Options,
+    /// RFC 3428.
+    Message,
+    /// RFC 6665.
+    Subscribe,
+    /// RFC 6665.
+    Notify,
+    /// RFC 3903.
+    Publish,
+    /// RFC 6086.
+    Info,
+    /// RFC 3262.
+    Prack,
+    /// RFC 3311.
+    Update,
+    /// RFC 3515.
+    Refer,
+    /// Any other token (answered with 501 by [`check_request`](crate::check_request)).
+    Extension(String),
+}
+
+impl Method {
+    /// Maps a token to a method (the caller has checked it is a token).
+    pub fn from_token(s: &str) -> Self {
+        match s {
+            "INVITE" => Self::Invite,
+            "ACK" => Self::Ack,
+            "BYE" => Self::Bye,
+            "CANCEL" => Self::Cancel,
+            "REGISTER" => Self::Register,
+            "OPTIONS" => Self::Options,
+            "MESSAGE" => Self::Message,
+            "SUBSCRIBE" => Self::Subscribe,
+            "NOTIFY" => Self::Notify,
+            "PUBLISH" => Self::Publish,
+            "INFO" => Self::Info,
+            "PRACK" => Self::Prack,
+            "UPDATE" => Self::Update,
+            "REFER" => Self::Refer,
+            other => Self::Extension(other.to_owned()),
+        }
+    }
+
+    /// The method as written on the wire.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Invite => "INVITE",
+            Self::Ack => "ACK",
+            Self::Bye => "BYE",
+            Self::Cancel => "CANCEL",
+            Self::Register => "REGISTER",
+            Self::Options => "OPTIONS",
+            Self::Message => "MESSAGE",
+            Self::Subscribe => "SUBSCRIBE",
+            Self::Notify => "NOTIFY",
+            Self::Publish => "PUBLISH",
+            Self::Info => "INFO",
+            Self::Prack => "PRACK",
+            Self::Update => "UPDATE",
+            Self::Refer => "REFER",
+            Self::Extension(s) => s,
+        }
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        if !s.is_empty() && s.bytes().all(is_token_char) {
+            Ok(Self::from_token(s))
+        } else {
+            Err(Error::Invalid(format!("bad method {s:?}")))
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// SIP-Version: 2.0, or another well-formed version kept so it can be answered with 505.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum Version {
+    /// `SIP/2.0`.
+    #[default]
+    Sip20,
+    /// `SIP/x.y` other than 2.0, as written (RFC 4475 3.1.2.16).
+    Other(String),
+}
+
+impl Version {
+    pub(crate) fn parse(s: &str) -> Result<Self, Error> {
+        let bad = || Error::Invalid(format!("bad SIP version {s:?}"));
+        let rest = s
+            .get(..4)
+            .filter(|p| p.eq_ignore_ascii_case("SIP/"))
+            .map(|_| &s[4..])
+            .ok_or_else(bad)?;
+        let (maj, min) = rest.split_once('.').ok_or_else(bad)?;
+        let digits = |x: &str| !x.is_empty() && x.bytes().all(|b| b.is_ascii_digit());
+        if !digits(maj) || !digits(min) {
+            return Err(bad());
+        }
+        Ok(if rest == "2.0" {
+            Self::Sip20
+        } else {
+            Self::Other(s.to_owned())
+        })
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sip20 => f.write_str("SIP/2.0"),
+            Self::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// A status code, 100 to 699 (a larger code makes the response unparseable, RFC 4475
+/// 3.1.2.19).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StatusCode(u16);
+
+impl StatusCode {
+    /// 100 Trying.
+    pub const TRYING: Self = Self(100);
+    /// 200 OK.
+    pub const OK: Self = Self(200);
+    /// 202 Accepted.
+    pub const ACCEPTED: Self = Self(202);
+    /// 400 Bad Request.
+    pub const BAD_REQUEST: Self = Self(400);
+    /// 404 Not Found.
+    pub const NOT_FOUND: Self = Self(404);
+    /// 405 Method Not Allowed.
+    pub const METHOD_NOT_ALLOWED: Self = Self(405);
+    /// 408 Request Timeout (also what a client transaction timeout means).
+    pub const REQUEST_TIMEOUT: Self = Self(408);
+    /// 415 Unsupported Media Type.
+    pub const UNSUPPORTED_MEDIA_TYPE: Self = Self(415);
+    /// 416 Unsupported URI Scheme.
+    pub const UNSUPPORTED_URI_SCHEME: Self = Self(416);
+    /// 420 Bad Extension.
+    pub const BAD_EXTENSION: Self = Self(420);
+    /// 483 Too Many Hops.
+    pub const TOO_MANY_HOPS: Self = Self(483);
+    /// 500 Server Internal Error.
+    pub const SERVER_ERROR: Self = Self(500);
+    /// 501 Not Implemented.
+    pub const NOT_IMPLEMENTED: Self = Self(501);
+    /// 505 Version Not Supported.
+    pub const VERSION_NOT_SUPPORTED: Self = Self(505);
+
+    /// Checks the range 100..=699.
+    pub fn new(code: u16) -> Result<Self, Error> {
+        if (100..=699).contains(&code) {
+            Ok(Self(code))
+        } else {
+            Err(Error::Invalid(format!("status code {code} out of range")))
+        }
+    }
+
+    /// The number.
+    pub fn as_u16(self) -> u16 {
+        self.0
+    }
+
+    /// 1xx.
+    pub fn is_provisional(self) -> bool {
+        self.0 < 200
+    }
+
+    /// 2xx to 6xx.
+    pub fn is_final(self) -> bool {
+        self.0 >= 200
+    }
+}
+
+impl fmt::Display for StatusCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// A SIP request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Method.
+    pub method: Method,
+    /// Request-URI.
+    pub uri: Uri,
+    /// Version from the request line.
+    pub version: Version,
+    /// Header lines in order.
+    pub headers: Headers,
+    /// Body octets, exactly as framed.
+    pub body: Vec<u8>,
+}
+
+impl Request {
+    /// An empty SIP/2.0 request; the caller adds headers.
+    pub fn new(method: Method, uri: Uri) -> Self {
+        Self {
+            method,
+            uri,
+            version: Version::Sip20,
+            headers: Headers::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// Sets the body with its Content-Type and Content-Length.
+    pub fn set_body(&mut self, content_type: &str, body: Vec<u8>) {
+        set_body(&mut self.headers, &mut self.body, content_type, body);
+    }
+
+    /// The wire form: request line, headers in order, empty line, body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let line = format!("{} {} {}", self.method, self.uri, self.version);
+        serialize(&line, &self.headers, &self.body)
+    }
+}
+
+/// A SIP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Version from the status line.
+    pub version: Version,
+    /// Status code.
+    pub status: StatusCode,
+    /// Reason phrase (UTF-8, may be empty).
+    pub reason: String,
+    /// Header lines in order.
+    pub headers: Headers,
+    /// Body octets.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// An empty SIP/2.0 response; see [`for_request`](Self::for_request) for replies.
+    pub fn new(status: StatusCode, reason: &str) -> Self {
+        Self {
+            version: Version::Sip20,
+            status,
+            reason: reason.to_owned(),
+            headers: Headers::new(),
+            body: Vec::new(),
+        }
+    }
+
+    /// A reply to `req` (RFC 3261 8.2.6): copies Via (all, in order), From, To, Call-ID
+    /// and CSeq, and adds a To-tag to any response above 100 when the request had none.
+    ///
+    /// The tag is derived from the request (Call-ID, From-tag, CSeq, branch), so a
+    /// retransmitted request gets the same tag without shared state. Replace the To
+    /// header afterwards for a dialog tag of your own.
+    pub fn for_request(req: &Request, status: StatusCode, reason: &str) -> Self {
+        let mut resp = Self::new(status, reason);
+        for h in &req.headers {
+            let copy = ["Via", "From", "Call-ID", "CSeq"]
+                .iter()
+                .any(|n| same_name(&h.name, n));
+            if copy {
+                resp.headers.push(h.name.clone(), h.value.clone());
+            } else if same_name(&h.name, "To") {
+                let mut value = h.value.clone();
+                if status.as_u16() > 100
+                    && let Ok(to) = NameAddr::parse(&h.value, "To")
+                    && to.tag().is_none()
+                {
+                    value.push_str(";tag=");
+                    value.push_str(&local_tag(req));
+                }
+                resp.headers.push(h.name.clone(), value);
+            }
+        }
+        resp.headers.push("Content-Length", "0");
+        resp
+    }
+
+    /// Sets the body with its Content-Type and Content-Length.
+    pub fn set_body(&mut self, content_type: &str, body: Vec<u8>) {
+        set_body(&mut self.headers, &mut self.body, content_type, body);
+    }
+
+    /// The wire form: status line, headers in order, empty line, body.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let line = format!("{} {} {}", self.version, self.status, self.reason);
+        serialize(&line, &self.headers, &self.body)
+    }
+}
+
+/// A request or a response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// A request.
+    Request(Request),
+    /// A response.
+    Response(Response),
+}
+
+impl Message {
+    /// The headers of either kind.
+    pub fn headers(&self) -> &Headers {
+        match self {
+            Self::Request(r) => &r.headers,
+            Self::Response(r) => &r.headers,
+        }
+    }
+
+    /// Mutable headers of either kind.
+    pub fn headers_mut(&mut self) -> &mut Headers {
+        match self {
+            Self::Request(r) => &mut r.headers,
+            Self::Response(r) => &mut r.headers,
+        }
+    }
+
+    /// The body of either kind.
+    pub fn body(&self) -> &[u8] {
+        match self {
+            Self::Request(r) => &r.body,
+            Self::Response(r) => &r.body,
+        }
+    }
+
+    /// The wire form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        match self {
+            Self::Request(r) => r.to_bytes(),
+            Self::Response(r) => r.to_bytes(),
+        }
+    }
+}
+
+impl From<Request> for Message {
+    fn from(r: Request) -> Self {
+        Self::Request(r)
+    }
+}
+
+impl From<Response> for Message {
+    fn from(r: Response) -> Self {
+        Self::Response(r)
+    }
+}
+
+fn set_body(headers: &mut Headers, slot: &mut Vec<u8>, content_type: &str, body: Vec<u8>) {
+    if body.is_empty() {
+        headers.remove("Content-Type");
+    } else {
+        headers.set("Content-Type", content_type);
+    }
+    headers.set("Content-Length", body.len().to_string());
+    *slot = body;
+}
+
+fn serialize(start: &str, headers: &Headers, body: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(start.len() + 64 * headers.len() + body.len() + 4);
+    out.extend_from_slice(start.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for h in headers {
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(body);
+    out
+}
+
+/// A To-tag that is the same for retransmissions of one request.
+fn local_tag(req: &Request) -> String {
+    let mut h = DefaultHasher::new();
+    for name in ["Call-ID", "From", "CSeq"] {
+        req.headers.get(name).hash(&mut h);
+    }
+    req.headers.values("Via").first().hash(&mut h);
+    format!("sj{:016x}", h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request() -> Request {
+        let mut r = Request::new(Method::Message, Uri::parse("sip:bob@example.com").unwrap());
+        r.headers.push(
+            "Via",
+            "SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bKa, SIP/2.0/UDP p",
+        );
+        r.headers.push("Via", "SIP/2.0/TCP q;branch=z9hG4bKb");
+        r.headers.push("From", "<sip:alice@example.com>;tag=f");
+        r.headers.push("To", "Bob <sip:bob@example.com>");
+        r.headers.push("Call-ID", "c1");
+        r.headers.push("CSeq", "1 MESSAGE");
+        r.headers.push("Max-Forwards", "70");
+        r.set_body("text/plain", b"hi".to_vec());
+        r
+    }
+
+    #[test]
+    fn serializes_in_order() {
+        let bytes = request().to_bytes();
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(text.starts_with("MESSAGE sip:bob@example.com SIP/2.0\r\nVia: "));
+        assert!(text.ends_with("Content-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi"));
+    }
+
+    #[test]
+    fn for_request_copies_and_tags() {
+        let req = request();
+        let resp = Response::for_request(&req, StatusCode::OK, "OK");
+        assert_eq!(resp.headers.vias().unwrap().len(), 3);
+        assert_eq!(resp.headers.get("CSeq"), Some("1 MESSAGE"));
+        let to = resp.headers.to().unwrap().unwrap();
+        let tag = to.tag().unwrap().to_owned();
+        assert!(tag.starts_with("sj"));
+        let again = Response::for_request(&req, StatusCode::OK, "OK");
+        assert_eq!(
+            again.headers.to().unwrap().unwrap().tag(),
+            Some(tag.as_str())
+        );
+        let trying = Response::for_request(&req, StatusCode::TRYING, "Trying");
+        assert_eq!(trying.headers.to().unwrap().unwrap().tag(), None);
+        assert!(resp.headers.get("Max-Forwards").is_none());
+        assert_eq!(resp.headers.get("Content-Length"), Some("0"));
+    }
+
+    #[test]
+    fn status_code_range() {
+        assert!(StatusCode::new(99).is_err());
+        assert!(StatusCode::new(700).is_err());
+        assert!(StatusCode::new(699).unwrap().is_final());
+    }
+}

@@ -1,0 +1,513 @@
+//! SIP and SIPS URIs (RFC 3261 section 19.1) and other absolute URIs (RFC 3986), kept
+//! opaque so that a request for an unknown scheme still parses and can get a 416.
+
+use std::fmt;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+
+use crate::Error;
+
+/// `unreserved` marks of RFC 3261 25.1, which never need escaping.
+const MARKS: AsciiSet = NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'!')
+    .remove(b'~')
+    .remove(b'*')
+    .remove(b'\'')
+    .remove(b'(')
+    .remove(b')');
+
+/// What may stay unescaped in a user part: unreserved and `user-unreserved`.
+const USER: AsciiSet = MARKS
+    .remove(b'&')
+    .remove(b'=')
+    .remove(b'+')
+    .remove(b'$')
+    .remove(b',')
+    .remove(b';')
+    .remove(b'?')
+    .remove(b'/');
+
+/// What may stay unescaped in a password: unreserved, `&=+$,`.
+const PASSWORD: AsciiSet = MARKS
+    .remove(b'&')
+    .remove(b'=')
+    .remove(b'+')
+    .remove(b'$')
+    .remove(b',');
+
+/// A host: the gateway only sends to numeric hosts today, but names must round-trip.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Host {
+    /// A domain name, as written (compare case-insensitively).
+    Domain(String),
+    /// An IPv4 address.
+    Ipv4(Ipv4Addr),
+    /// An IPv6 reference (written in brackets).
+    Ipv6(Ipv6Addr),
+}
+
+impl Host {
+    /// Parses `host` of RFC 3261 25.1: hostname, IPv4address or `[` IPv6address `]`.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        if let Some(inner) = s.strip_prefix('[') {
+            let inner = inner
+                .strip_suffix(']')
+                .ok_or_else(|| Error::Uri(format!("unterminated IPv6 reference {s:?}")))?;
+            return inner
+                .parse()
+                .map(Self::Ipv6)
+                .map_err(|_| Error::Uri(format!("bad IPv6 address {s:?}")));
+        }
+        if s.is_empty() {
+            return Err(Error::Uri("empty host".into()));
+        }
+        if let Ok(v4) = s.parse() {
+            return Ok(Self::Ipv4(v4));
+        }
+        if s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+        {
+            Ok(Self::Domain(s.to_owned()))
+        } else {
+            Err(Error::Uri(format!("bad host {s:?}")))
+        }
+    }
+
+    /// The address, when the host is numeric (no DNS is done here).
+    pub fn ip(&self) -> Option<std::net::IpAddr> {
+        match self {
+            Self::Domain(_) => None,
+            Self::Ipv4(a) => Some((*a).into()),
+            Self::Ipv6(a) => Some((*a).into()),
+        }
+    }
+}
+
+impl From<std::net::IpAddr> for Host {
+    fn from(ip: std::net::IpAddr) -> Self {
+        match ip {
+            std::net::IpAddr::V4(a) => Self::Ipv4(a),
+            std::net::IpAddr::V6(a) => Self::Ipv6(a),
+        }
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Domain(d) => f.write_str(d),
+            Self::Ipv4(a) => write!(f, "{a}"),
+            Self::Ipv6(a) => write!(f, "[{a}]"),
+        }
+    }
+}
+
+/// Splits `host[:port]`, minding IPv6 brackets.
+pub(crate) fn parse_host_port(s: &str) -> Result<(Host, Option<u16>), Error> {
+    let (host, port) = if s.starts_with('[') {
+        match s.find(']') {
+            Some(end) => {
+                let (h, rest) = s.split_at(end + 1);
+                match rest.strip_prefix(':') {
+                    Some(p) => (h, Some(p)),
+                    None if rest.is_empty() => (h, None),
+                    None => return Err(Error::Uri(format!("junk after IPv6 reference {s:?}"))),
+                }
+            }
+            None => return Err(Error::Uri(format!("unterminated IPv6 reference {s:?}"))),
+        }
+    } else {
+        match s.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    let port = match port {
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => Some(
+            p.parse()
+                .map_err(|_| Error::Uri(format!("port out of range {p:?}")))?,
+        ),
+        Some(p) => return Err(Error::Uri(format!("bad port {p:?}"))),
+        None => None,
+    };
+    Ok((Host::parse(host)?, port))
+}
+
+/// A `;name[=value]` list; names compare case-insensitively, values are kept as written.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Params(pub Vec<(String, Option<String>)>);
+
+impl Params {
+    /// Parses parameters after the first `;` (the input does not start with `;`).
+    ///
+    /// Empty names (`;;`) are errors: RFC 4475 3.1.2.1 calls them invalid.
+    pub(crate) fn parse(s: &str) -> Result<Self, Error> {
+        let mut out = Vec::new();
+        for part in split_quoted(s, b';') {
+            let (name, value) = match part.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim())),
+                None => (part.trim(), None),
+            };
+            if name.is_empty() || !name.bytes().all(is_token_char) {
+                return Err(Error::Uri(format!("bad parameter {part:?}")));
+            }
+            if let Some(v) = value {
+                let quoted = v.len() >= 2 && v.starts_with('"') && v.ends_with('"');
+                if v.is_empty() || (!quoted && v.bytes().any(|b| b <= b' ' || b == b'"')) {
+                    return Err(Error::Uri(format!("bad parameter value {part:?}")));
+                }
+            }
+            out.push((name.to_owned(), value.map(str::to_owned)));
+        }
+        Ok(Self(out))
+    }
+
+    /// `Some(value)` when the parameter is present (`Some(None)` for a bare name).
+    pub fn get(&self, name: &str) -> Option<Option<&str>> {
+        self.0
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_deref())
+    }
+
+    /// Whether the parameter is present, with or without a value.
+    pub fn contains(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Sets (replacing) or adds a parameter.
+    pub fn set(&mut self, name: &str, value: Option<String>) {
+        match self
+            .0
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            Some(slot) => slot.1 = value,
+            None => self.0.push((name.to_owned(), value)),
+        }
+    }
+
+    /// Removes a parameter.
+    pub fn remove(&mut self, name: &str) {
+        self.0.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+    }
+
+    /// Whether there are no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Display for Params {
+    /// Writes `;name=value` for each parameter (empty for none).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (n, v) in &self.0 {
+            match v {
+                Some(v) => write!(f, ";{n}={v}")?,
+                None => write!(f, ";{n}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A `sip:` or `sips:` URI (RFC 3261 19.1.1). The user part is percent-decoded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SipUri {
+    /// `sips:` rather than `sip:`.
+    pub secure: bool,
+    /// Decoded user part (`%00` stays a NUL character, RFC 4475 3.1.1.4).
+    pub user: Option<String>,
+    /// Decoded password (deprecated by RFC 3261, still parsed).
+    pub password: Option<String>,
+    /// Host.
+    pub host: Host,
+    /// Port, when written.
+    pub port: Option<u16>,
+    /// `uri-parameters`, values as written.
+    pub params: Params,
+    /// `headers` after `?`, names and values as written (still escaped).
+    pub headers: Vec<(String, String)>,
+}
+
+impl SipUri {
+    /// A URI for `user@host`, for building requests.
+    pub fn new(user: Option<&str>, host: Host, port: Option<u16>) -> Self {
+        Self {
+            secure: false,
+            user: user.map(str::to_owned),
+            password: None,
+            host,
+            port,
+            params: Params::default(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Parses the part after `sip:` / `sips:`.
+    fn parse_rest(secure: bool, s: &str) -> Result<Self, Error> {
+        if s.bytes()
+            .any(|b| b <= b' ' || b == b'<' || b == b'>' || b == b'"' || b == 0x7f)
+        {
+            return Err(Error::Uri(format!("forbidden character in SIP URI {s:?}")));
+        }
+        // A literal '@' can only end the userinfo: params and headers must escape it.
+        let (userinfo, rest) = match s.find('@') {
+            Some(at) => (Some(&s[..at]), &s[at + 1..]),
+            None => (None, s),
+        };
+        let (user, password) = match userinfo {
+            None => (None, None),
+            Some(ui) => {
+                let (u, p) = match ui.split_once(':') {
+                    Some((u, p)) => (u, Some(p)),
+                    None => (ui, None),
+                };
+                if u.is_empty() {
+                    return Err(Error::Uri("empty user part".into()));
+                }
+                (Some(decode(u)?), p.map(decode).transpose()?)
+            }
+        };
+        let (before_headers, headers) = match rest.split_once('?') {
+            Some((b, h)) => (b, Some(h)),
+            None => (rest, None),
+        };
+        let (hostport, params) = match before_headers.split_once(';') {
+            Some((hp, p)) => (hp, Params::parse(p)?),
+            None => (before_headers, Params::default()),
+        };
+        let (host, port) = parse_host_port(hostport)?;
+        let headers = match headers {
+            None => Vec::new(),
+            Some(h) => h
+                .split('&')
+                .map(|kv| match kv.split_once('=') {
+                    Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+                    _ => Err(Error::Uri(format!("bad URI header {kv:?}"))),
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Self {
+            secure,
+            user,
+            password,
+            host,
+            port,
+            params,
+            headers,
+        })
+    }
+}
+
+impl fmt::Display for SipUri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.secure { "sips:" } else { "sip:" })?;
+        if let Some(u) = &self.user {
+            write!(f, "{}", utf8_percent_encode(u, &USER))?;
+            if let Some(p) = &self.password {
+                write!(f, ":{}", utf8_percent_encode(p, &PASSWORD))?;
+            }
+            f.write_str("@")?;
+        }
+        write!(f, "{}", self.host)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        write!(f, "{}", self.params)?;
+        for (i, (k, v)) in self.headers.iter().enumerate() {
+            write!(f, "{}{k}={v}", if i == 0 { '?' } else { '&' })?;
+        }
+        Ok(())
+    }
+}
+
+/// Any URI: SIP/SIPS parsed, other schemes kept whole (RFC 4475 3.3.2 `unkscm.dat`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Uri {
+    /// `sip:` or `sips:`.
+    Sip(SipUri),
+    /// Another scheme (`tel:`, `im:`, `pres:` ...): scheme and the rest, as written.
+    Other {
+        /// The scheme, as written.
+        scheme: String,
+        /// Everything after the colon.
+        rest: String,
+    },
+}
+
+impl Uri {
+    /// Parses an absolute URI.
+    pub fn parse(s: &str) -> Result<Self, Error> {
+        let (scheme, rest) = s
+            .split_once(':')
+            .ok_or_else(|| Error::Uri(format!("no scheme in {s:?}")))?;
+        let mut sb = scheme.bytes();
+        let scheme_ok = sb.next().is_some_and(|b| b.is_ascii_alphabetic())
+            && sb.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
+        if !scheme_ok {
+            return Err(Error::Uri(format!("bad scheme in {s:?}")));
+        }
+        if scheme.eq_ignore_ascii_case("sip") {
+            SipUri::parse_rest(false, rest).map(Self::Sip)
+        } else if scheme.eq_ignore_ascii_case("sips") {
+            SipUri::parse_rest(true, rest).map(Self::Sip)
+        } else if rest.is_empty()
+            || rest
+                .bytes()
+                .any(|b| b <= b' ' || matches!(b, b'<' | b'>' | b'"' | 0x7f))
+        {
+            Err(Error::Uri(format!("bad absolute URI {s:?}")))
+        } else {
+            Ok(Self::Other {
+                scheme: scheme.to_owned(),
+                rest: rest.to_owned(),
+            })
+        }
+    }
+
+    /// The SIP URI, if this is one.
+    pub fn as_sip(&self) -> Option<&SipUri> {
+        match self {
+            Self::Sip(u) => Some(u),
+            Self::Other { .. } => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Uri {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        Self::parse(s)
+    }
+}
+
+impl fmt::Display for Uri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Sip(u) => u.fmt(f),
+            Self::Other { scheme, rest } => write!(f, "{scheme}:{rest}"),
+        }
+    }
+}
+
+impl From<SipUri> for Uri {
+    fn from(u: SipUri) -> Self {
+        Self::Sip(u)
+    }
+}
+
+/// Percent-decodes a user or password; a bad escape or non-UTF-8 result is an error.
+fn decode(s: &str) -> Result<String, Error> {
+    let b = s.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        if c == b'%'
+            && !(b.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                && b.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+        {
+            return Err(Error::Uri(format!("bad escape in {s:?}")));
+        }
+    }
+    percent_decode_str(s)
+        .decode_utf8()
+        .map(|c| c.into_owned())
+        .map_err(|_| Error::Uri(format!("escaped user part is not UTF-8 {s:?}")))
+}
+
+/// `token` characters of RFC 3261 25.1.
+pub(crate) fn is_token_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+/// Splits on `sep` outside double quotes (with `\` escapes) and angle brackets.
+pub(crate) fn split_quoted(s: &str, sep: u8) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut quoted, mut escaped, mut angle, mut start) = (false, false, false, 0);
+    for (i, b) in s.bytes().enumerate() {
+        if quoted {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => quoted = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => quoted = true,
+            b'<' => angle = true,
+            b'>' => angle = false,
+            _ if b == sep && !angle => {
+                out.push(&s[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sip_uri_round_trip_and_decode() {
+        let u = Uri::parse("sip:sips%3Auser%40example.com@example.net;lr?Subject=hi").unwrap();
+        let s = u.as_sip().unwrap();
+        assert_eq!(s.user.as_deref(), Some("sips:user@example.com"));
+        assert_eq!(s.host, Host::Domain("example.net".into()));
+        assert!(s.params.contains("lr"));
+        assert_eq!(s.headers, vec![("Subject".into(), "hi".into())]);
+        assert_eq!(
+            u.to_string(),
+            "sip:sips%3Auser%40example.com@example.net;lr?Subject=hi"
+        );
+    }
+
+    #[test]
+    fn ipv6_and_port() {
+        let u = Uri::parse("sips:alice:pw@[2001:db8::10]:5061;transport=tcp").unwrap();
+        let s = u.as_sip().unwrap();
+        assert!(s.secure);
+        assert_eq!(s.password.as_deref(), Some("pw"));
+        assert_eq!(s.host, Host::Ipv6("2001:db8::10".parse().unwrap()));
+        assert_eq!(s.port, Some(5061));
+        assert_eq!(
+            u.to_string(),
+            "sips:alice:pw@[2001:db8::10]:5061;transport=tcp"
+        );
+    }
+
+    #[test]
+    fn escaped_null_keeps_length() {
+        let u = Uri::parse("sip:null-%00-null@example.com").unwrap();
+        assert_eq!(u.as_sip().unwrap().user.as_deref(), Some("null-\0-null"));
+        assert_eq!(u.to_string(), "sip:null-%00-null@example.com");
+    }
+
+    #[test]
+    fn other_schemes_are_opaque() {
+        let u = Uri::parse("nobodyKnowsThisScheme:totallyopaquecontent").unwrap();
+        assert!(matches!(u, Uri::Other { .. }));
+        assert!(Uri::parse("<sip:a@b>").is_err());
+        assert!(Uri::parse("sip:a@b c").is_err());
+        assert!(Uri::parse("sip:a@").is_err());
+        assert!(Uri::parse("sip:a%zz@b").is_err());
+    }
+
+    #[test]
+    fn user_is_encoded_on_build() {
+        let u = SipUri::new(Some("a b@c"), Host::Domain("example.com".into()), None);
+        assert_eq!(u.to_string(), "sip:a%20b%40c@example.com");
+    }
+}
