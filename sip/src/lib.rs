@@ -32,6 +32,7 @@
 //! - [`message`]: [`Request`], [`Response`], serializer, [`Response::for_request`].
 //! - [`parse`]: [`parse_datagram`] (UDP) and [`StreamDecoder`] (TCP).
 //! - [`check`]: [`check_request`] maps bad requests to 400/416/420/483/501/505.
+//! - [`route`]: Via `received`/`rport` on receive, where responses go.
 //! - [`transaction`]: non-INVITE client and server transactions, [`TransactionTable`].
 //! - `transport` (feature `tokio`): UDP and TCP listeners, [`ListenAddr`].
 //!
@@ -45,6 +46,7 @@ mod error;
 pub mod header;
 pub mod message;
 pub mod parse;
+pub mod route;
 pub mod transaction;
 pub mod uri;
 
@@ -56,4 +58,6 @@ pub use error::Error;
 pub use header::{CSeq, Contact, Event, Header, Headers, MediaType, NameAddr, Via};
 pub use message::{Message, Method, Request, Response, StatusCode, Version};
 pub use parse::{DEFAULT_MAX_MESSAGE, StreamDecoder, parse_datagram};
+pub use route::{Target, TransportKind, response_target, stamp_via};
+pub use transaction::{RequestDisposition, TableOutput, TransactionId, TransactionTable};
 pub use uri::{Host, Params, SipUri, Uri};

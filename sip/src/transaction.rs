@@ -1,4 +1,633 @@
-//! Non-INVITE transactions (RFC 3261 section 17) as sans-IO state machines.
+//! Non-INVITE transactions (RFC 3261 section 17.1.2, 17.2.2 and 17.2.3) as sans-IO state
+//! machines: every input takes `now`, outputs are returned, and `poll_timeout` says when
+//! to call `handle_timeout` next. The gateway never sends or accepts INVITE.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::time::{Duration, Instant};
+
+use crate::Error;
+use crate::message::{Method, Request, Response};
+use crate::route::Target;
 
 /// The RFC 3261 branch prefix (section 8.1.1.7).
 pub const MAGIC_COOKIE: &str = "z9hG4bK";
+/// RTT estimate (RFC 3261 17.1.1.1).
+pub const T1: Duration = Duration::from_millis(500);
+/// Longest retransmit interval for non-INVITE requests.
+pub const T2: Duration = Duration::from_secs(4);
+/// Longest time a message stays in the network.
+pub const T4: Duration = Duration::from_secs(5);
+
+/// What identifies a transaction (RFC 3261 17.1.3 and 17.2.3).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TransactionId {
+    /// Top Via branch, or for an RFC 2543 request a digest of the fields that match it.
+    pub branch: String,
+    /// Top Via sent-by, lower-cased.
+    pub sent_by: String,
+    /// CSeq method for responses, request method for requests (ACK counts as INVITE).
+    pub method: Method,
+}
+
+impl TransactionId {
+    /// The server-side key of a request: branch + sent-by + method when the branch has
+    /// the magic cookie; otherwise an RFC 2543-style key (17.2.3) from Request-URI,
+    /// From tag, To tag, Call-ID, CSeq and the top Via.
+    pub fn for_request(req: &Request) -> Result<Self, Error> {
+        let via = req
+            .headers
+            .top_via()?
+            .ok_or_else(|| Error::Transaction("no Via".into()))?;
+        let method = match req.method {
+            Method::Ack => Method::Invite,
+            ref m => m.clone(),
+        };
+        let sent_by = via.sent_by().to_ascii_lowercase();
+        let branch = match via.branch() {
+            Some(b) if b.starts_with(MAGIC_COOKIE) && b.len() > MAGIC_COOKIE.len() => b.to_owned(),
+            _ => {
+                let mut h = DefaultHasher::new();
+                req.uri.to_string().hash(&mut h);
+                let tag = |r: Result<Option<crate::NameAddr>, Error>| {
+                    r.ok().flatten().and_then(|a| a.tag().map(str::to_owned))
+                };
+                tag(req.headers.from()).hash(&mut h);
+                tag(req.headers.to()).hash(&mut h);
+                req.headers.call_id().ok().flatten().hash(&mut h);
+                req.headers
+                    .cseq()
+                    .ok()
+                    .flatten()
+                    .map(|c| c.seq)
+                    .hash(&mut h);
+                via.to_string().hash(&mut h);
+                format!("rfc2543-{:016x}", h.finish())
+            }
+        };
+        Ok(Self {
+            branch,
+            sent_by,
+            method,
+        })
+    }
+
+    /// The client-side key of a response: top Via branch + sent-by + CSeq method.
+    pub fn for_response(resp: &Response) -> Result<Self, Error> {
+        let via = resp
+            .headers
+            .top_via()?
+            .ok_or_else(|| Error::Transaction("no Via".into()))?;
+        let cseq = resp
+            .headers
+            .cseq()?
+            .ok_or_else(|| Error::Transaction("no CSeq".into()))?;
+        let branch = via
+            .branch()
+            .ok_or_else(|| Error::Transaction("no branch".into()))?;
+        Ok(Self {
+            branch: branch.to_owned(),
+            sent_by: via.sent_by().to_ascii_lowercase(),
+            method: cseq.method,
+        })
+    }
+}
+
+/// States of RFC 3261 figures 6 and 8.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Request sent or received, nothing answered yet.
+    Trying,
+    /// A provisional response went by.
+    Proceeding,
+    /// A final response went by; absorbing retransmissions.
+    Completed,
+    /// Done; the table drops it.
+    Terminated,
+}
+
+/// A non-INVITE server transaction (RFC 3261 17.2.2).
+#[derive(Debug, Clone)]
+pub struct ServerTransaction {
+    source: Target,
+    state: State,
+    last_response: Option<Response>,
+    timer_j: Option<Instant>,
+}
+
+impl ServerTransaction {
+    /// A transaction for a request that came from `source`.
+    pub fn new(source: Target) -> Self {
+        Self {
+            source,
+            state: State::Trying,
+            last_response: None,
+            timer_j: None,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// A retransmission of the request arrived: the last response to send again, if any.
+    pub fn handle_retransmission(&self) -> Option<&Response> {
+        match self.state {
+            State::Proceeding | State::Completed => self.last_response.as_ref(),
+            State::Trying | State::Terminated => None,
+        }
+    }
+
+    /// The TU sends a response; a final one starts Timer J (64*T1 over UDP, 0 over TCP).
+    pub fn send_response(&mut self, resp: &Response, now: Instant) -> Result<(), Error> {
+        if matches!(self.state, State::Completed | State::Terminated) {
+            return Err(Error::Transaction("final response already sent".into()));
+        }
+        self.last_response = Some(resp.clone());
+        if resp.status.is_provisional() {
+            self.state = State::Proceeding;
+        } else if self.source.transport.is_reliable() {
+            self.state = State::Terminated;
+        } else {
+            self.state = State::Completed;
+            self.timer_j = Some(now + 64 * T1);
+        }
+        Ok(())
+    }
+
+    /// Fires Timer J.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.state == State::Completed && self.timer_j.is_some_and(|j| now >= j) {
+            self.state = State::Terminated;
+        }
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (self.state == State::Completed)
+            .then_some(self.timer_j)
+            .flatten()
+    }
+}
+
+/// What a client transaction asks of its driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientOutput {
+    /// Send the request again (Timer E).
+    Retransmit(Box<Request>),
+    /// Timer F fired before a final response: the TU treats it as 408.
+    Timeout,
+}
+
+/// A non-INVITE client transaction (RFC 3261 17.1.2).
+#[derive(Debug, Clone)]
+pub struct ClientTransaction {
+    request: Request,
+    target: Target,
+    state: State,
+    timer_e: Option<Instant>,
+    interval: Duration,
+    timer_f: Instant,
+    timer_k: Option<Instant>,
+}
+
+impl ClientTransaction {
+    /// Starts the transaction; the caller sends `request` to `target` once now.
+    pub fn new(request: Request, target: Target, now: Instant) -> Self {
+        let reliable = target.transport.is_reliable();
+        Self {
+            request,
+            target,
+            state: State::Trying,
+            timer_e: (!reliable).then(|| now + T1),
+            interval: T1,
+            timer_f: now + 64 * T1,
+            timer_k: None,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Where the request goes.
+    pub fn target(&self) -> Target {
+        self.target
+    }
+
+    /// A response matched this transaction: `Some` to pass up to the TU, `None` when it
+    /// is absorbed (a retransmitted final response).
+    pub fn handle_response(&mut self, resp: Response, now: Instant) -> Option<Response> {
+        match self.state {
+            State::Trying | State::Proceeding => {
+                if resp.status.is_provisional() {
+                    self.state = State::Proceeding;
+                } else if self.target.transport.is_reliable() {
+                    self.state = State::Terminated;
+                } else {
+                    self.state = State::Completed;
+                    self.timer_e = None;
+                    self.timer_k = Some(now + T4);
+                }
+                Some(resp)
+            }
+            State::Completed | State::Terminated => None,
+        }
+    }
+
+    /// Fires due timers: E (retransmit, doubling up to T2, T2 once Proceeding),
+    /// F (timeout) and K (end of Completed).
+    pub fn handle_timeout(&mut self, now: Instant) -> Option<ClientOutput> {
+        match self.state {
+            State::Trying | State::Proceeding => {
+                if now >= self.timer_f {
+                    self.state = State::Terminated;
+                    return Some(ClientOutput::Timeout);
+                }
+                match self.timer_e {
+                    Some(e) if now >= e => {
+                        self.interval = if self.state == State::Proceeding {
+                            T2
+                        } else {
+                            (self.interval * 2).min(T2)
+                        };
+                        self.timer_e = Some(now + self.interval);
+                        Some(ClientOutput::Retransmit(Box::new(self.request.clone())))
+                    }
+                    _ => None,
+                }
+            }
+            State::Completed => {
+                if self.timer_k.is_some_and(|k| now >= k) {
+                    self.state = State::Terminated;
+                }
+                None
+            }
+            State::Terminated => None,
+        }
+    }
+
+    /// When `handle_timeout` should next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Trying | State::Proceeding => Some(match self.timer_e {
+                Some(e) => e.min(self.timer_f),
+                None => self.timer_f,
+            }),
+            State::Completed => self.timer_k,
+            State::Terminated => None,
+        }
+    }
+}
+
+/// What happened to an incoming request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestDisposition {
+    /// A new transaction: pass the request to the TU, answer with `send_response`.
+    New(TransactionId),
+    /// A retransmission: not passed up; send this stored response again, if any.
+    Retransmission(Option<(Target, Response)>),
+}
+
+/// What the table's timers ask of the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TableOutput {
+    /// Send this request again.
+    Retransmit {
+        /// The client transaction.
+        id: TransactionId,
+        /// Where to send it.
+        target: Target,
+        /// The request.
+        request: Box<Request>,
+    },
+    /// No final response in time (Timer F): treat as 408 Request Timeout.
+    Timeout {
+        /// The client transaction.
+        id: TransactionId,
+    },
+}
+
+/// All live transactions, keyed by [`TransactionId`].
+#[derive(Debug, Default)]
+pub struct TransactionTable {
+    servers: HashMap<TransactionId, ServerTransaction>,
+    clients: HashMap<TransactionId, ClientTransaction>,
+    nonce: u64,
+    counter: u64,
+}
+
+impl TransactionTable {
+    /// An empty table; `nonce` (random, from the driver) makes our branches unique
+    /// across restarts without this crate touching a random source.
+    pub fn new(nonce: u64) -> Self {
+        Self {
+            nonce,
+            ..Self::default()
+        }
+    }
+
+    /// A fresh branch for a request we send (RFC 3261 8.1.1.7).
+    pub fn new_branch(&mut self) -> String {
+        self.counter += 1;
+        format!("{MAGIC_COOKIE}{:x}.{:x}", self.nonce, self.counter)
+    }
+
+    /// Number of live transactions (server, client).
+    pub fn len(&self) -> (usize, usize) {
+        (self.servers.len(), self.clients.len())
+    }
+
+    /// An incoming request: new transaction, or a retransmission absorbed here.
+    pub fn handle_request(
+        &mut self,
+        req: &Request,
+        source: Target,
+        _now: Instant,
+    ) -> Result<RequestDisposition, Error> {
+        if req.method == Method::Invite || req.method == Method::Ack {
+            return Err(Error::Transaction(
+                "INVITE transactions are not supported".into(),
+            ));
+        }
+        let id = TransactionId::for_request(req)?;
+        if let Some(t) = self.servers.get(&id) {
+            let resend = t.handle_retransmission().map(|r| (t.source, r.clone()));
+            return Ok(RequestDisposition::Retransmission(resend));
+        }
+        self.servers
+            .insert(id.clone(), ServerTransaction::new(source));
+        Ok(RequestDisposition::New(id))
+    }
+
+    /// The TU answers a server transaction; returns where the request came from (pass
+    /// it to [`response_target`](crate::route::response_target)).
+    pub fn send_response(
+        &mut self,
+        id: &TransactionId,
+        resp: &Response,
+        now: Instant,
+    ) -> Result<Target, Error> {
+        let t = self
+            .servers
+            .get_mut(id)
+            .ok_or_else(|| Error::Transaction("no such server transaction".into()))?;
+        t.send_response(resp, now)?;
+        let source = t.source;
+        if t.state() == State::Terminated {
+            self.servers.remove(id);
+        }
+        Ok(source)
+    }
+
+    /// Starts a client transaction for `req`, whose top Via must carry a branch from
+    /// [`new_branch`](Self::new_branch). The caller sends it to `target` now.
+    pub fn send_request(
+        &mut self,
+        req: Request,
+        target: Target,
+        now: Instant,
+    ) -> Result<TransactionId, Error> {
+        let id = TransactionId::for_request(&req)?;
+        if !id.branch.starts_with(MAGIC_COOKIE) {
+            return Err(Error::Transaction(
+                "request without an RFC 3261 branch".into(),
+            ));
+        }
+        if self.clients.contains_key(&id) {
+            return Err(Error::Transaction("branch already in use".into()));
+        }
+        self.clients
+            .insert(id.clone(), ClientTransaction::new(req, target, now));
+        Ok(id)
+    }
+
+    /// An incoming response: `Some` to pass up to the TU with its transaction, `None`
+    /// for a stray or retransmitted one.
+    pub fn handle_response(
+        &mut self,
+        resp: Response,
+        now: Instant,
+    ) -> Option<(TransactionId, Response)> {
+        let id = TransactionId::for_response(&resp).ok()?;
+        let t = self.clients.get_mut(&id)?;
+        let up = t.handle_response(resp, now);
+        if t.state() == State::Terminated {
+            self.clients.remove(&id);
+        }
+        up.map(|r| (id, r))
+    }
+
+    /// Fires every due timer and forgets terminated transactions.
+    pub fn handle_timeout(&mut self, now: Instant) -> Vec<TableOutput> {
+        let mut out = Vec::new();
+        for (id, t) in &mut self.clients {
+            match t.handle_timeout(now) {
+                Some(ClientOutput::Retransmit(request)) => out.push(TableOutput::Retransmit {
+                    id: id.clone(),
+                    target: t.target(),
+                    request,
+                }),
+                Some(ClientOutput::Timeout) => out.push(TableOutput::Timeout { id: id.clone() }),
+                None => {}
+            }
+        }
+        self.clients.retain(|_, t| t.state() != State::Terminated);
+        for t in self.servers.values_mut() {
+            t.handle_timeout(now);
+        }
+        self.servers.retain(|_, t| t.state() != State::Terminated);
+        out
+    }
+
+    /// The earliest timer of any transaction.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let c = self
+            .clients
+            .values()
+            .filter_map(ClientTransaction::poll_timeout);
+        let s = self
+            .servers
+            .values()
+            .filter_map(ServerTransaction::poll_timeout);
+        c.chain(s).min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::TransportKind;
+    use crate::{Message, StatusCode, parse_datagram};
+
+    fn req(branch: &str, method: &str) -> Request {
+        let branch = if branch.is_empty() {
+            String::new()
+        } else {
+            format!(";branch={branch}")
+        };
+        let text = format!(
+            "{method} sip:a@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1:5060{branch}\r\n\
+             From: <sip:b@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: c\r\n\
+             CSeq: 1 {method}\r\nContent-Length: 0\r\n\r\n"
+        );
+        match parse_datagram(text.as_bytes()).unwrap() {
+            Message::Request(r) => r,
+            Message::Response(_) => panic!(),
+        }
+    }
+
+    fn target(t: TransportKind) -> Target {
+        Target {
+            addr: "192.0.2.1:5060".parse().unwrap(),
+            transport: t,
+        }
+    }
+
+    #[test]
+    fn server_absorbs_retransmissions_and_resends_final() {
+        let t0 = Instant::now();
+        let mut table = TransactionTable::new(1);
+        let r = req("z9hG4bKabc", "MESSAGE");
+        let src = target(TransportKind::Udp);
+        let RequestDisposition::New(id) = table.handle_request(&r, src, t0).unwrap() else {
+            panic!("not new")
+        };
+        // Retransmission before any response: absorbed, nothing to send.
+        assert_eq!(
+            table.handle_request(&r, src, t0).unwrap(),
+            RequestDisposition::Retransmission(None)
+        );
+        let ok = Response::for_request(&r, StatusCode::OK, "OK");
+        assert_eq!(table.send_response(&id, &ok, t0).unwrap(), src);
+        assert_eq!(
+            table.handle_request(&r, src, t0).unwrap(),
+            RequestDisposition::Retransmission(Some((src, ok.clone())))
+        );
+        assert!(table.send_response(&id, &ok, t0).is_err());
+        // Same branch, other method: another transaction.
+        let other = req("z9hG4bKabc", "OPTIONS");
+        assert!(matches!(
+            table.handle_request(&other, src, t0).unwrap(),
+            RequestDisposition::New(_)
+        ));
+        // Timer J = 64*T1.
+        assert!(table.poll_timeout().unwrap() <= t0 + 64 * T1);
+        table.handle_timeout(t0 + 64 * T1 - Duration::from_millis(1));
+        assert_eq!(table.len().0, 2);
+        table.handle_timeout(t0 + 64 * T1);
+        assert_eq!(table.len().0, 1);
+        assert!(matches!(
+            table.handle_request(&r, src, t0 + 64 * T1).unwrap(),
+            RequestDisposition::New(_)
+        ));
+    }
+
+    #[test]
+    fn server_over_tcp_ends_at_once() {
+        let t0 = Instant::now();
+        let mut table = TransactionTable::new(1);
+        let r = req("z9hG4bKtcp", "MESSAGE");
+        let RequestDisposition::New(id) = table
+            .handle_request(&r, target(TransportKind::Tcp), t0)
+            .unwrap()
+        else {
+            panic!()
+        };
+        let trying = Response::for_request(&r, StatusCode::TRYING, "Trying");
+        table.send_response(&id, &trying, t0).unwrap();
+        table
+            .send_response(&id, &Response::for_request(&r, StatusCode::OK, "OK"), t0)
+            .unwrap();
+        assert_eq!(table.len().0, 0);
+    }
+
+    #[test]
+    fn rfc2543_requests_match_by_fields() {
+        let a = req("", "MESSAGE");
+        let mut a2 = req("", "MESSAGE");
+        a2.headers.set("Max-Forwards", "69");
+        let id1 = TransactionId::for_request(&a).unwrap();
+        assert_eq!(id1, TransactionId::for_request(&a2).unwrap());
+        assert!(id1.branch.starts_with("rfc2543-"));
+        let mut b = req("", "MESSAGE");
+        b.headers.set("CSeq", "2 MESSAGE");
+        assert_ne!(id1, TransactionId::for_request(&b).unwrap());
+    }
+
+    #[test]
+    fn client_retransmits_with_backoff_then_times_out() {
+        let t0 = Instant::now();
+        let mut table = TransactionTable::new(7);
+        let branch = table.new_branch();
+        let r = req(&branch, "MESSAGE");
+        let id = table
+            .send_request(r.clone(), target(TransportKind::Udp), t0)
+            .unwrap();
+        let mut now;
+        let mut intervals = Vec::new();
+        let mut last = t0;
+        loop {
+            now = table.poll_timeout().unwrap();
+            let out = table.handle_timeout(now);
+            match out.as_slice() {
+                [TableOutput::Retransmit { request, .. }] => {
+                    assert_eq!(**request, r);
+                    intervals.push((now - last).as_millis());
+                    last = now;
+                }
+                [TableOutput::Timeout { id: tid }] => {
+                    assert_eq!(tid, &id);
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(now - t0, 64 * T1);
+        assert_eq!(&intervals[..5], &[500, 1000, 2000, 4000, 4000]);
+        assert_eq!(table.len().1, 0);
+    }
+
+    #[test]
+    fn client_provisional_then_final_then_timer_k() {
+        let t0 = Instant::now();
+        let mut table = TransactionTable::new(7);
+        let r = req(&table.new_branch(), "SUBSCRIBE");
+        table
+            .send_request(r.clone(), target(TransportKind::Udp), t0)
+            .unwrap();
+        let trying = Response::for_request(&r, StatusCode::TRYING, "Trying");
+        assert!(table.handle_response(trying, t0).is_some());
+        // After a provisional, Timer E uses T2.
+        let e = table.poll_timeout().unwrap();
+        assert_eq!(e, t0 + T1);
+        assert_eq!(table.handle_timeout(e).len(), 1);
+        assert_eq!(table.poll_timeout().unwrap(), e + T2);
+        let ok = Response::for_request(&r, StatusCode::ACCEPTED, "Accepted");
+        let (_, up) = table.handle_response(ok.clone(), e).unwrap();
+        assert_eq!(up.status, StatusCode::ACCEPTED);
+        // A retransmitted final is absorbed; K = T4 ends the transaction.
+        assert!(table.handle_response(ok.clone(), e).is_none());
+        assert_eq!(table.poll_timeout().unwrap(), e + T4);
+        assert!(table.handle_timeout(e + T4).is_empty());
+        assert_eq!(table.len().1, 0);
+        // Stray responses are ignored.
+        assert!(table.handle_response(ok, e + T4).is_none());
+    }
+
+    #[test]
+    fn client_over_tcp_does_not_retransmit() {
+        let t0 = Instant::now();
+        let mut table = TransactionTable::new(7);
+        let r = req(&table.new_branch(), "MESSAGE");
+        table
+            .send_request(r.clone(), target(TransportKind::Tcp), t0)
+            .unwrap();
+        assert_eq!(table.poll_timeout(), Some(t0 + 64 * T1));
+        let ok = Response::for_request(&r, StatusCode::OK, "OK");
+        assert!(table.handle_response(ok, t0).is_some());
+        assert_eq!(table.len().1, 0);
+    }
+}
