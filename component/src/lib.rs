@@ -43,17 +43,25 @@
 //! # Testing against a real Prosody
 //!
 //! Unit tests run the link over `tokio::io::duplex` against a scripted server. The
-//! integration test `tests/prosody.rs` needs Prosody 0.12 (the script installs it):
+//! integration tests in `tests/prosody.rs` need Prosody 0.12, which `scripts/prosody`
+//! installs (Debian package) and runs from a directory of your choice, on loopback only
+//! (c2s 15222, component 15347; `PROSODY_C2S_PORT` and `PROSODY_COMPONENT_PORT` change
+//! them). One command starts it, runs the tests and stops it:
+//!
+//! ```text
+//! scripts/prosody run /tmp/sipjab-prosody cargo test -p sipjab-component --test prosody -- --ignored
+//! ```
+//!
+//! or step by step:
 //!
 //! ```text
 //! scripts/prosody start /tmp/sipjab-prosody
-//! SIPJAB_TEST_COMPONENT=127.0.0.1:15347 SIPJAB_TEST_DOMAIN=sip.xmpp.test \
-//!   SIPJAB_TEST_SECRET=sipjab-test-secret SIPJAB_TEST_SERVER=xmpp.test \
-//!   cargo test -p sipjab-component --test prosody -- --ignored
+//! eval "$(scripts/prosody env /tmp/sipjab-prosody)"   # SIPJAB_TEST_COMPONENT=127.0.0.1:15347,
+//! # SIPJAB_TEST_DOMAIN=sip.xmpp.test, SIPJAB_TEST_SECRET=sipjab-test-secret,
+//! # SIPJAB_TEST_SERVER=xmpp.test, SIPJAB_TEST_C2S=127.0.0.1:15222
+//! cargo test -p sipjab-component --test prosody -- --ignored
 //! scripts/prosody stop /tmp/sipjab-prosody
 //! ```
-//!
-//! `scripts/prosody env DIR` prints those variables.
 
 mod backoff;
 mod config;

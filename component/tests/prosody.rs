@@ -8,7 +8,9 @@
 //! ```
 //!
 //! `SIPJAB_TEST_SERVER` (the server's own domain) defaults to the component domain's
-//! parent. The tests share one component domain, so they take turns.
+//! parent; `SIPJAB_TEST_C2S` (host:port of client connections, 127.0.0.1:15222 by default)
+//! serves the round trip with a user, who registers in-band. The tests share one
+//! component domain, so they take turns.
 #![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 
 use std::time::Duration;
@@ -16,6 +18,8 @@ use std::time::Duration;
 use sipjab_component::{
     ComponentConfig, ComponentLink, DefinedCondition, Element, Error, LinkEvent,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio::time::{Instant, timeout};
 
@@ -240,4 +244,152 @@ async fn second_instance_gets_conflict() {
     // The first one is still fine.
     assert!(first.sender().is_connected());
     first.shutdown().await;
+}
+
+/// Just enough of a c2s client (RFC 6120 with SASL PLAIN, XEP-0077 registration) to
+/// exchange messages with the gateway through the server.
+struct Client {
+    tcp: TcpStream,
+    seen: String,
+}
+
+impl Client {
+    async fn send(&mut self, xml: &str) {
+        self.tcp.write_all(xml.as_bytes()).await.unwrap();
+    }
+
+    /// Reads until `needle` shows up; returns everything up to and including it.
+    async fn until(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(at) = self.seen.find(needle) {
+                let rest = self.seen.split_off(at + needle.len());
+                return std::mem::replace(&mut self.seen, rest);
+            }
+            let mut buf = [0u8; 4096];
+            let n = tokio::time::timeout_at(deadline, self.tcp.read(&mut buf))
+                .await
+                .unwrap_or_else(|_| panic!("no {needle:?} from the server; got {:?}", self.seen))
+                .unwrap();
+            assert!(n > 0, "server closed; got {:?}", self.seen);
+            self.seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+
+    /// The start tag of the reply with this id (and whatever came before it).
+    async fn reply(&mut self, id: &str) -> String {
+        let head = self.until(&format!("id='{id}'")).await;
+        head + &self.until(">").await
+    }
+
+    async fn open(&mut self, server: &str) {
+        self.send(&format!(
+            "<?xml version='1.0'?><stream:stream xmlns='jabber:client' \
+             xmlns:stream='http://etherx.jabber.org/streams' to='{server}' version='1.0'>"
+        ))
+        .await;
+        self.until("</stream:features>").await;
+    }
+
+    /// Registers `user`, logs in and binds resource `r`.
+    async fn login(addr: &str, server: &str, user: &str, pass: &str) -> Self {
+        let mut c = Self {
+            tcp: TcpStream::connect(addr).await.unwrap(),
+            seen: String::new(),
+        };
+        c.open(server).await;
+        c.send(&format!(
+            "<iq type='set' id='reg'><query xmlns='jabber:iq:register'>\
+             <username>{user}</username><password>{pass}</password></query></iq>"
+        ))
+        .await;
+        let reg = c.reply("reg").await;
+        assert!(reg.contains("type='result'"), "registration failed: {reg}");
+        let plain = format!("\0{user}\0{pass}");
+        c.send(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{}</auth>",
+            base64(plain.as_bytes())
+        ))
+        .await;
+        c.until("<success").await;
+        c.seen.clear();
+        c.open(server).await;
+        c.send("<iq type='set' id='bind'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>r</resource></bind></iq>")
+            .await;
+        let bound = c.reply("bind").await;
+        assert!(bound.contains("type='result'"), "bind failed: {bound}");
+        c
+    }
+}
+
+/// RFC 4648 base64, enough for a SASL PLAIN token.
+fn base64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ABC[(n >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn base64_matches_rfc4648() {
+    assert_eq!(base64(b""), "");
+    assert_eq!(base64(b"f"), "Zg==");
+    assert_eq!(base64(b"fo"), "Zm8=");
+    assert_eq!(base64(b"foo"), "Zm9v");
+    assert_eq!(base64(b"\0alice\0wonderland"), "AGFsaWNlAHdvbmRlcmxhbmQ=");
+}
+
+#[tokio::test]
+#[ignore = "needs Prosody"]
+async fn round_trip_with_a_user() {
+    let _turn = SERIAL.lock().await;
+    let env = env();
+    let c2s = std::env::var("SIPJAB_TEST_C2S").unwrap_or_else(|_| "127.0.0.1:15222".into());
+    let mut link = ComponentLink::spawn(config(&env));
+    connected(&mut link).await;
+
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let user = format!("u{nanos}");
+    let mut client = Client::login(&c2s, &env.server, &user, "pw").await;
+    let bob = format!("bob@{}", env.domain);
+    client
+        .send(&format!(
+            "<message to='{bob}' type='chat' id='c1'><body>hello gateway</body></message>"
+        ))
+        .await;
+    let msg = reply_to(&mut link, "c1").await;
+    let full = format!("{user}@{}/r", env.server);
+    assert_eq!(msg.attr("from"), Some(full.as_str()));
+    assert_eq!(msg.attr("to"), Some(bob.as_str()));
+    assert_eq!(
+        msg.get_child("body", NS).map(|b| b.text()).as_deref(),
+        Some("hello gateway")
+    );
+
+    let answer: Element = format!(
+        "<message xmlns='{NS}' type='chat' id='g1' from='{bob}/sip' to='{full}'><body>hello back</body></message>"
+    )
+    .parse()
+    .unwrap();
+    link.sender().send(answer).unwrap();
+    let got = client.until("hello back").await;
+    assert!(got.contains(&format!("from='{bob}/sip'")), "{got}");
+    link.shutdown().await;
 }
