@@ -292,8 +292,8 @@ impl<C: Connect> Worker<C> {
         let mut next_ping = Instant::now() + keepalive;
         loop {
             let dead_at = conn.last_rx + dead_after;
+            // Unbiased: a flood of incoming stanzas must not starve outgoing ones.
             tokio::select! {
-                biased;
                 () = wait_stop(&mut self.stop) => return End::Stop,
                 event = conn.next_event() => match event {
                     Ok(StreamEvent::Stanza(el)) => match self.info.classify(el) {

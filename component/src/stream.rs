@@ -110,7 +110,10 @@ impl StreamReader {
                 self.build(event)?;
                 self.pending = 0;
                 match self.tree.unshift_child() {
-                    Some(stanza) => out.push_back(StreamEvent::Stanza(stanza)),
+                    Some(mut stanza) => {
+                        forget_prefixes(&mut stanza);
+                        out.push_back(StreamEvent::Stanza(stanza));
+                    }
                     None => return Err(Error::Malformed("lost a stanza".into())),
                 }
                 Ok(())
@@ -147,6 +150,20 @@ impl StreamReader {
     #[cfg(test)]
     pub(crate) fn is_open(&self) -> bool {
         self.opened
+    }
+}
+
+/// Drops the prefix declarations the parser recorded; namespaces stay resolved on every
+/// element and attribute.
+///
+/// minidom re-emits recorded declarations verbatim when serialising, and rxml's writer
+/// panics on some legal ones (a prefix redeclared in a child, `xmlns:xml`), so a stanza
+/// the core echoes back could otherwise crash `send`. Without them the writer declares
+/// what it needs itself.
+fn forget_prefixes(el: &mut Element) {
+    el.prefixes = Default::default();
+    for child in el.children_mut() {
+        forget_prefixes(child);
     }
 }
 
@@ -309,6 +326,30 @@ mod tests {
         for _ in 0..10 {
             assert_eq!(feed_all(&mut r, stanza.as_bytes()).unwrap().len(), 1);
         }
+    }
+
+    #[test]
+    fn odd_but_legal_prefixes_reserialise() {
+        let mut r = StreamReader::new(4096);
+        feed_all(&mut r, HEADER.as_bytes()).unwrap();
+        let stanza = "<message xmlns:xml='http://www.w3.org/XML/1998/namespace' xmlns:a='urn:a' \
+            xml:lang='en' from='a@b' to='c@d'><a:x xmlns:a='urn:b' a:attr='1'/><a:y/>\
+            <body xmlns='jabber:component:accept' xmlns:a='urn:a'>x</body></message>";
+        let mut events = feed_all(&mut r, stanza.as_bytes()).unwrap();
+        let Some(StreamEvent::Stanza(el)) = events.pop() else {
+            panic!()
+        };
+        let mut bytes = Vec::new();
+        el.write_to(&mut bytes).unwrap();
+        let back: Element = String::from_utf8(bytes).unwrap().parse().unwrap();
+        assert_eq!(
+            back.attr_ns(minidom::rxml::Namespace::xml(), "lang"),
+            Some("en")
+        );
+        let x = back.get_child("x", "urn:b").unwrap();
+        assert_eq!(x.attr_ns("urn:b", "attr"), Some("1"));
+        assert!(back.has_child("y", "urn:a"));
+        assert_eq!(back.get_child("body", ns::COMPONENT).unwrap().text(), "x");
     }
 
     #[test]
