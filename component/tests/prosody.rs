@@ -393,3 +393,23 @@ async fn round_trip_with_a_user() {
     assert!(got.contains(&format!("from='{bob}/sip'")), "{got}");
     link.shutdown().await;
 }
+
+#[tokio::test]
+#[ignore = "needs Prosody"]
+async fn keepalive_pings_keep_the_link_up() {
+    let _turn = SERIAL.lock().await;
+    let env = env();
+    let mut cfg = config(&env);
+    // Dead after 2 s of silence unless Prosody answers the pings.
+    cfg.keepalive = Duration::from_secs(1);
+    let mut link = ComponentLink::spawn(cfg);
+    connected(&mut link).await;
+    // Answers to the keepalives are swallowed: no event at all for a while.
+    assert!(
+        timeout(Duration::from_millis(4500), link.next_event())
+            .await
+            .is_err()
+    );
+    assert!(link.sender().is_connected());
+    link.shutdown().await;
+}
