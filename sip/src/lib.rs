@@ -34,7 +34,7 @@
 //! - [`check`]: [`check_request`] maps bad requests to 400/416/420/483/501/505.
 //! - [`route`]: Via `received`/`rport` on receive, where responses go.
 //! - [`transaction`]: non-INVITE client and server transactions, [`TransactionTable`].
-//! - `transport` (feature `tokio`): UDP and TCP listeners, [`ListenAddr`].
+//! - `transport` (feature `tokio`): UDP and TCP listeners, `ListenAddr`, `SipTransport`.
 //!
 //! TODO: RFC 3263 (DNS NAPTR/SRV/A) is not done: the gateway sends to a numeric host or
 //! an outbound proxy.
@@ -50,6 +50,9 @@ pub mod route;
 pub mod transaction;
 pub mod uri;
 
+#[cfg(feature = "tokio")]
+pub mod transport;
+
 #[cfg(test)]
 mod torture;
 
@@ -61,3 +64,6 @@ pub use parse::{DEFAULT_MAX_MESSAGE, StreamDecoder, parse_datagram};
 pub use route::{Target, TransportKind, response_target, stamp_via};
 pub use transaction::{RequestDisposition, TableOutput, TransactionId, TransactionTable};
 pub use uri::{Host, Params, SipUri, Uri};
+
+#[cfg(feature = "tokio")]
+pub use transport::{Incoming, ListenAddr, SipTransport, TransportConfig};

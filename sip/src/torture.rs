@@ -2,7 +2,7 @@
 //! decoder and [`check_request`](crate::check_request).
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use crate::{
         Contact, Error, Message, StreamDecoder, check_request, check_response, parse_datagram,
     };
