@@ -587,8 +587,8 @@ mod tests {
     }
 
     /// The scripted server side of one connection.
-    struct FakeServer {
-        io: DuplexStream,
+    struct FakeServer<Io = DuplexStream> {
+        io: Io,
         reader: StreamReader,
         pending: VecDeque<StreamEvent>,
         failed: bool,
@@ -600,6 +600,12 @@ mod tests {
                 .await
                 .expect("no connection attempt")
                 .expect("connector gone");
+            Self::over(io)
+        }
+    }
+
+    impl<Io: AsyncRead + AsyncWrite + Unpin> FakeServer<Io> {
+        fn over(io: Io) -> Self {
             Self {
                 io,
                 reader: StreamReader::new(1 << 20),
@@ -717,6 +723,42 @@ mod tests {
         server.handshake().await;
         connected(&mut link).await;
         assert!(sender.is_connected());
+    }
+
+    /// Real time: paused time would fire the connect timeout while waiting on real I/O.
+    #[tokio::test]
+    async fn tcp_connector_reaches_a_listener() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let mut cfg = config();
+        cfg.host = "127.0.0.1".into();
+        cfg.port = port;
+        let mut link = ComponentLink::spawn(cfg);
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut server = FakeServer::over(tcp);
+        server.handshake().await;
+        connected(&mut link).await;
+        let closer = tokio::spawn(async move {
+            assert!(matches!(server.next().await, Some(StreamEvent::Closed)));
+            server.send("</stream:stream>").await;
+        });
+        link.shutdown().await;
+        closer.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_reported() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let mut cfg = config();
+        cfg.host = "127.0.0.1".into();
+        cfg.port = port;
+        let mut link = ComponentLink::spawn(cfg);
+        let (reason, retry_in) = disconnected(&mut link).await;
+        assert!(matches!(reason, Error::Connect(_)), "{reason:?}");
+        assert!(retry_in <= Duration::from_secs(1));
+        link.shutdown().await;
     }
 
     #[tokio::test(start_paused = true)]
