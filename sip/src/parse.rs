@@ -233,7 +233,11 @@ fn parse_head(head: &[u8]) -> Result<Message, Error> {
 }
 
 fn parse_start_line(line: &str, headers: Headers) -> Result<Message, Error> {
-    if line.len() >= 4 && line[..4].eq_ignore_ascii_case("SIP/") {
+    if line
+        .as_bytes()
+        .get(..4)
+        .is_some_and(|p| p.eq_ignore_ascii_case(b"SIP/"))
+    {
         // Status-Line: SIP-Version SP Status-Code SP Reason-Phrase; the SP before an
         // empty reason may be missing (liberal).
         let mut parts = line.splitn(3, ' ');
@@ -306,6 +310,8 @@ Call-ID: x\r\nCSeq: 1 MESSAGE\r\nl: 5\r\n\r\nhello";
         };
         assert_eq!(r.body, b"hello");
         assert!(parse_datagram(b"garbage").is_err());
+        // Found by the fuzzer: a multi-byte character across the "SIP/" prefix test.
+        assert!(parse_datagram("~:\u{feff}\r\n\r\n".as_bytes()).is_err());
         assert!(parse_datagram(b"").is_err());
     }
 
