@@ -11,7 +11,7 @@
 //!   becomes it, `username*hotmail.com@msn.x.com` is `username%hotmail.com@msn.x.com`.
 //!
 //! XMPP to SIP is the inverse. SIP user parts arrive percent-decoded (RFC 3986) and are
-//! percent-encoded again when a URI is built; characters that a JID localpart may not hold are
+//! percent-encoded again when a [`SipUri`] is written; characters that a JID localpart may not hold are
 //! XEP-0106 escaped (`o'malley` <-> `o\27malley`), as RFC 7247 §6.4 and §6.5 ask. The escape
 //! code is written here because `jid` 0.12 has no escape function and its unescape panics on a
 //! trailing backslash. A JID localpart that holds the jdomain delimiter cannot be told apart from
@@ -23,28 +23,7 @@
 use std::fmt;
 
 use jid::{BareJid, FullJid};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-
-/// Characters that RFC 3261 allows unescaped in a SIP user part (`unreserved` and
-/// `user-unreserved`); everything else is percent-encoded when a URI is built.
-const SIP_USER_ESCAPE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'!')
-    .remove(b'~')
-    .remove(b'*')
-    .remove(b'\'')
-    .remove(b'(')
-    .remove(b')')
-    .remove(b'&')
-    .remove(b'=')
-    .remove(b'+')
-    .remove(b'$')
-    .remove(b',')
-    .remove(b';')
-    .remove(b'?')
-    .remove(b'/');
+use sipjab_sip::{Host, SipUri};
 
 /// The domain SIP users address the Jabber network through, and the delimiter that stands for
 /// `@` in their user parts (SER `jdomain`).
@@ -144,6 +123,9 @@ pub enum AddressError {
     /// A JID part holds the jdomain delimiter, which would be read back as a separator.
     #[error("{0:?} contains the delimiter {1:?}, so its SIP form would be ambiguous")]
     HoldsDelimiter(String, char),
+    /// A gateway domain is not a valid SIP host.
+    #[error("{0:?} is not a valid SIP host: {1}")]
+    InvalidHost(String, String),
     /// The JID is in the component's own domain: a gateway user, whose SIP URI only the
     /// account store knows.
     #[error("{0} is a gateway user in the component domain; its SIP URI is in the account store")]
@@ -190,27 +172,6 @@ impl fmt::Display for XmppTarget {
             } => write!(f, "{room}/{nick}"),
             Self::Conference { room, nick: None } => write!(f, "{room}/<sender's user name>"),
         }
-    }
-}
-
-/// A SIP address the gateway builds for an XMPP entity: `sip:<user>@<host>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SipAddress {
-    /// The user part, decoded.
-    pub user: String,
-    /// The host.
-    pub host: String,
-}
-
-impl fmt::Display for SipAddress {
-    /// Writes the URI, percent-encoding the user part (RFC 3261 `user`).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "sip:{}@{}",
-            utf8_percent_encode(&self.user, SIP_USER_ESCAPE),
-            self.host
-        )
     }
 }
 
@@ -279,7 +240,7 @@ impl AddressRules {
 
     /// Maps a contact's JID (its resource already dropped) to the SIP address it is seen
     /// under: `sip:user*server@<jdomain>`, or `sip:user@<alias>` for a transport JID.
-    pub fn contact_to_sip(&self, jid: &BareJid) -> Result<SipAddress, AddressError> {
+    pub fn contact_to_sip(&self, jid: &BareJid) -> Result<SipUri, AddressError> {
         let domain = jid.domain().as_str();
         if domain.eq_ignore_ascii_case(&self.component_domain) {
             return Err(AddressError::GatewayUser(jid.to_string()));
@@ -295,17 +256,14 @@ impl AddressRules {
                 Some(_) => return Err(AddressError::HoldsDelimiter(local, delim)),
                 None => local,
             };
-            return Ok(SipAddress {
-                user,
-                host: alias.domain.clone(),
-            });
+            return sip_uri(&user, &alias.domain);
         }
         self.jdomain_address(&[&local, domain])
     }
 
     /// Maps a MUC occupant (`room@server/nick`) to `sip:nick*room*server@<jdomain>`, the
     /// address SIP clients show as the speaker and reply to for a private message.
-    pub fn occupant_to_sip(&self, jid: &FullJid) -> Result<SipAddress, AddressError> {
+    pub fn occupant_to_sip(&self, jid: &FullJid) -> Result<SipUri, AddressError> {
         let node = jid
             .node()
             .ok_or_else(|| AddressError::NoLocalpart(jid.to_string()))?;
@@ -313,16 +271,20 @@ impl AddressRules {
         self.jdomain_address(&[jid.resource().as_str(), &room, jid.domain().as_str()])
     }
 
-    fn jdomain_address(&self, parts: &[&str]) -> Result<SipAddress, AddressError> {
+    fn jdomain_address(&self, parts: &[&str]) -> Result<SipUri, AddressError> {
         let delim = self.jdomain.delimiter;
         if let Some(part) = parts.iter().find(|p| p.contains(delim)) {
             return Err(AddressError::HoldsDelimiter((*part).to_owned(), delim));
         }
-        Ok(SipAddress {
-            user: parts.join(&delim.to_string()),
-            host: self.jdomain.domain.clone(),
-        })
+        sip_uri(&parts.join(&delim.to_string()), &self.jdomain.domain)
     }
+}
+
+/// `sip:user@host`; the user part is percent-encoded when the URI is written.
+fn sip_uri(user: &str, host: &str) -> Result<SipUri, AddressError> {
+    let host =
+        Host::parse(host).map_err(|e| AddressError::InvalidHost(host.into(), e.to_string()))?;
+    Ok(SipUri::new(Some(user), host, None))
 }
 
 fn non_empty(user: &str, part: &str, what: &'static str) -> Result<(), AddressError> {
@@ -558,12 +520,13 @@ mod tests {
                 panic!("{sip} is not a contact")
             };
             let back = r.contact_to_sip(&jid).unwrap();
-            assert_eq!((back.user.as_str(), back.host.as_str()), (user, host));
+            assert_eq!(back.user.as_deref(), Some(user));
+            assert_eq!(back.host.to_string(), host);
         }
         let sip = "nick*room*conf.jabber.org";
         let target = r.sip_to_xmpp(sip, "jabber.x.com").unwrap();
         let jid = FullJid::try_from(target.to_jid("me").unwrap()).unwrap();
-        assert_eq!(r.occupant_to_sip(&jid).unwrap().user, sip);
+        assert_eq!(r.occupant_to_sip(&jid).unwrap().user.as_deref(), Some(sip));
     }
 
     #[test]

@@ -12,4 +12,8 @@
 
 pub mod address;
 pub mod config;
+pub mod error_map;
+pub mod gateway;
 pub mod run;
+pub mod sip_to_xmpp;
+pub mod xmpp_to_sip;

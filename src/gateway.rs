@@ -1,0 +1,734 @@
+//! The gateway's message state machine, sans-IO.
+//!
+//! Inputs are `handle_*` calls that each take `now`. Outputs are drained with
+//! [`Gateway::poll_output`], and [`Gateway::poll_timeout`] says when to call
+//! [`Gateway::handle_timeout`]. The driver (`run.rs`) looks accounts up in the store and passes
+//! them in. It owns the sockets, the component link and the SIP transactions.
+//!
+//! The state kept here:
+//!
+//! - **the delay queue** (SER `delay_time`). While the component link is down, SIP MESSAGEs are
+//!   still accepted and queued in order. On reconnect they are sent, and those older than
+//!   `delay_time` are dropped with an ERROR notice to their sender. The queue is bounded; past
+//!   the bound, MESSAGEs get 503 with Retry-After.
+//! - **stanzas sent for SIP users**, by stanza id, so that an XMPP error reply becomes an ERROR
+//!   notice naming the destination, the condition and the first line of the text.
+//! - **MESSAGEs sent for XMPP users**, by token, so that a SIP error answer becomes an error
+//!   stanza to the XMPP sender, mapped by RFC 7247 §7.2.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use jid::{BareJid, Jid};
+use minidom::Element;
+use sipjab_db::Account;
+use sipjab_sip::{Rejection, Request, Uri};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::message::{Id, Lang, Message, MessageType};
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+
+use crate::address::{AddressRules, XmppTarget, xep0106_escape};
+use crate::error_map::{condition_for_status, condition_name, error_type};
+use crate::sip_to_xmpp::{chat_stanza, destination, message_text, reject};
+use crate::xmpp_to_sip::{first_line, message_request};
+
+/// How long an XMPP error reply is matched to the SIP message it answers.
+const SENT_TTL: Duration = Duration::from_secs(600);
+
+/// Identifies a SIP request the gateway sent, so its final answer can be routed back.
+pub type Token = u64;
+
+/// What the gateway needs to know of the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address rules, including the component domain.
+    pub rules: AddressRules,
+    /// From of INFO and ERROR notices.
+    pub registrar: Uri,
+    /// How long a MESSAGE may wait for the link.
+    pub delay_time: Duration,
+    /// How many MESSAGEs may wait.
+    pub queue_limit: usize,
+}
+
+/// Something for the driver to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send a stanza on the component link.
+    Stanza(Element),
+    /// Send a SIP request in a new client transaction; report its final status with
+    /// [`Gateway::handle_sip_result`] when `token` is set.
+    Sip {
+        /// The request, without Via.
+        request: Request,
+        /// Where its answer goes.
+        token: Option<Token>,
+    },
+}
+
+/// A stanza waiting for the component link.
+#[derive(Debug)]
+struct Queued {
+    at: Instant,
+    stanza: Element,
+}
+
+/// A stanza sent for a SIP user, awaiting a possible error reply.
+#[derive(Debug)]
+struct SentForSip {
+    /// The SIP user to notify.
+    user: Uri,
+    /// The destination as the user wrote it.
+    destination: String,
+    first_line: String,
+}
+
+/// A MESSAGE sent for an XMPP user, awaiting its final answer.
+#[derive(Debug)]
+struct SentForXmpp {
+    /// The XMPP sender, who gets the error.
+    sender: Jid,
+    /// The gateway user it was for.
+    recipient: Jid,
+    id: Option<Id>,
+    body: String,
+}
+
+/// The message gateway's state.
+#[derive(Debug)]
+pub struct Gateway {
+    settings: Settings,
+    link_up: bool,
+    queue: VecDeque<Queued>,
+    sent_for_sip: HashMap<String, SentForSip>,
+    sent_order: VecDeque<(Instant, String)>,
+    sent_for_xmpp: HashMap<Token, SentForXmpp>,
+    outputs: VecDeque<Output>,
+    counter: u64,
+    nonce: u32,
+}
+
+impl Gateway {
+    /// A gateway whose link is down until [`Gateway::handle_link_up`].
+    pub fn new(settings: Settings) -> Self {
+        Self {
+            settings,
+            link_up: false,
+            queue: VecDeque::new(),
+            sent_for_sip: HashMap::new(),
+            sent_order: VecDeque::new(),
+            sent_for_xmpp: HashMap::new(),
+            outputs: VecDeque::new(),
+            counter: 0,
+            nonce: fastrand::u32(..),
+        }
+    }
+
+    /// The component domain.
+    pub fn domain(&self) -> &str {
+        &self.settings.rules.component_domain
+    }
+
+    /// How many MESSAGEs wait for the link.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When [`Gateway::handle_timeout`] is due.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let queue = self.queue.front().map(|q| q.at + self.settings.delay_time);
+        let sent = self.sent_order.front().map(|(at, _)| *at + SENT_TTL);
+        match (queue, sent) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The gateway user a stanza is for: the localpart of a `to` in the component domain, the
+    /// account's `jab_id`.
+    pub fn recipient_of(&self, stanza: &Element) -> Option<String> {
+        let to = BareJid::new(stanza.attr("to")?).ok()?;
+        if !to.domain().as_str().eq_ignore_ascii_case(self.domain()) {
+            return None;
+        }
+        to.node().map(|n| n.to_string())
+    }
+
+    /// A SIP MESSAGE that passed the transport checks, with its sender's account. `Ok` means
+    /// the text was handed to the link or queued: answer 202 Accepted.
+    pub fn handle_message(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        sender: Option<&Account>,
+    ) -> Result<(), Rejection> {
+        let to = req.headers.to().ok().flatten().map(|t| t.uri);
+        let (dest, target) = destination(&self.settings.rules, req, to.as_ref())?;
+        let dest = dest.to_string();
+        let Some(account) = sender else {
+            return Err(reject(403, "Forbidden (no gateway account for the sender)"));
+        };
+        let to_jid = match target {
+            XmppTarget::Contact(jid) => Jid::from(jid),
+            XmppTarget::Conference { .. } => {
+                return Err(reject(404, "Not Found (join the conference first)"));
+            }
+        };
+        let from_jid = self.user_jid(account)?;
+        let text = message_text(req)?;
+        if !self.link_up && self.queue.len() >= self.settings.queue_limit {
+            let mut r = reject(503, "Service Unavailable (XMPP link down, queue full)");
+            r.headers.push(("Retry-After".into(), "30".into()));
+            return Err(r);
+        }
+        let user = Uri::parse(&account.sip_id).unwrap_or_else(|_| req.uri.clone());
+        let id = self.next_id();
+        self.remember_sent(
+            now,
+            id.clone(),
+            SentForSip {
+                user,
+                destination: dest,
+                first_line: first_line(&text.body),
+            },
+        );
+        let stanza = Element::from(chat_stanza(from_jid, to_jid, id, text));
+        if self.link_up {
+            self.outputs.push_back(Output::Stanza(stanza));
+        } else {
+            self.queue.push_back(Queued { at: now, stanza });
+        }
+        Ok(())
+    }
+
+    /// A stanza from the component link, with the account of the gateway user it is for
+    /// (`None`: no such user, or not addressed to a user).
+    pub fn handle_stanza(&mut self, now: Instant, stanza: Element, recipient: Option<&Account>) {
+        match stanza.name() {
+            "message" => match Message::try_from(stanza) {
+                Ok(msg) => self.handle_xmpp_message(now, msg, recipient),
+                Err(e) => tracing::debug!(error = %e, "ignoring a malformed message stanza"),
+            },
+            // No IQ namespace is served for users yet (RFC 6120 §8.4).
+            "iq" => self.reply_iq_error(stanza, DefinedCondition::ServiceUnavailable),
+            _ => {}
+        }
+    }
+
+    fn handle_xmpp_message(&mut self, now: Instant, msg: Message, recipient: Option<&Account>) {
+        match msg.type_ {
+            MessageType::Error => return self.handle_xmpp_error(now, msg),
+            // MUC traffic is not routed yet.
+            MessageType::Groupchat => return,
+            _ => {}
+        }
+        let Some((_, body)) = msg.get_best_body_cloned(vec![]) else {
+            // Chat states, receipts and other bodiless messages stay on the XMPP side.
+            return;
+        };
+        let (Some(sender), Some(to)) = (msg.from.clone(), msg.to.clone()) else {
+            return;
+        };
+        let Some(account) = recipient else {
+            return self.reply_message_error(&msg, DefinedCondition::ServiceUnavailable, None);
+        };
+        let from_uri = match self.settings.rules.contact_to_sip(&sender.to_bare()) {
+            Ok(uri) => Uri::Sip(uri),
+            Err(e) => {
+                let text = e.to_string();
+                return self.reply_message_error(&msg, DefinedCondition::JidMalformed, Some(text));
+            }
+        };
+        let Ok(to_uri) = Uri::parse(&account.sip_id) else {
+            let text = format!(
+                "the gateway user's SIP address {} is invalid",
+                account.sip_id
+            );
+            return self.reply_message_error(
+                &msg,
+                DefinedCondition::InternalServerError,
+                Some(text),
+            );
+        };
+        let subject = msg.get_best_subject_cloned(vec![]).map(|(_, s)| s);
+        let request = message_request(&from_uri, &to_uri, &body, subject.as_deref());
+        let token = self.counter;
+        self.counter += 1;
+        self.sent_for_xmpp.insert(
+            token,
+            SentForXmpp {
+                sender,
+                recipient: to,
+                id: msg.id,
+                body,
+            },
+        );
+        self.outputs.push_back(Output::Sip {
+            request,
+            token: Some(token),
+        });
+    }
+
+    /// An XMPP error reply to a stanza sent for a SIP user: an ERROR notice to that user.
+    fn handle_xmpp_error(&mut self, _now: Instant, msg: Message) {
+        let Some(sent) = msg
+            .id
+            .as_ref()
+            .and_then(|id| self.sent_for_sip.remove(&id.0))
+        else {
+            return;
+        };
+        let error = msg
+            .payloads
+            .iter()
+            .find(|p| p.name() == "error")
+            .and_then(|p| StanzaError::try_from(p.clone()).ok());
+        let condition = match &error {
+            Some(e) => {
+                let name = condition_name(&e.defined_condition);
+                match e.texts.values().next() {
+                    Some(text) => format!("{name}: {text}"),
+                    None => name.to_owned(),
+                }
+            }
+            None => "undefined-condition".to_owned(),
+        };
+        let text = format!(
+            "ERROR: your message to {} was not delivered ({condition})\n> {}",
+            sent.destination, sent.first_line
+        );
+        self.notice(sent.user, text);
+    }
+
+    /// The final status of a request sent with a token; a failure becomes an error stanza to
+    /// the XMPP sender (RFC 7247 §7.2).
+    pub fn handle_sip_result(&mut self, _now: Instant, token: Token, code: u16, reason: &str) {
+        let Some(sent) = self.sent_for_xmpp.remove(&token) else {
+            return;
+        };
+        if code < 300 {
+            return;
+        }
+        let condition = condition_for_status(code);
+        let mut reply = Message::error(Some(sent.sender));
+        reply.from = Some(sent.recipient);
+        reply.id = sent.id;
+        reply.bodies.insert(Lang::new(), sent.body);
+        reply.payloads.push(
+            StanzaError::new(
+                error_type(&condition),
+                condition,
+                "en",
+                format!("SIP {code} {reason}"),
+            )
+            .into(),
+        );
+        self.outputs.push_back(Output::Stanza(reply.into()));
+    }
+
+    /// The component link is up: send what waited, drop what waited too long.
+    pub fn handle_link_up(&mut self, now: Instant) {
+        self.link_up = true;
+        self.expire_queue(now);
+        while let Some(q) = self.queue.pop_front() {
+            self.outputs.push_back(Output::Stanza(q.stanza));
+        }
+    }
+
+    /// The component link is down: queue from now on.
+    pub fn handle_link_down(&mut self) {
+        self.link_up = false;
+    }
+
+    /// The link refused a stanza the gateway had handed out: it is down, and the stanza
+    /// goes to the head of the queue (it is older than anything queued after it).
+    pub fn handle_send_failed(&mut self, now: Instant, stanza: Element) {
+        self.link_up = false;
+        self.queue.push_front(Queued { at: now, stanza });
+    }
+
+    /// Timers: queued MESSAGEs past `delay_time`, remembered stanzas past their time.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.expire_queue(now);
+        while let Some((at, _)) = self.sent_order.front() {
+            if now < *at + SENT_TTL {
+                break;
+            }
+            if let Some((_, id)) = self.sent_order.pop_front() {
+                self.sent_for_sip.remove(&id);
+            }
+        }
+    }
+
+    fn expire_queue(&mut self, now: Instant) {
+        let delay = self.settings.delay_time;
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        for q in std::mem::take(&mut self.queue) {
+            if now.saturating_duration_since(q.at) < delay {
+                kept.push_back(q);
+                continue;
+            }
+            let sent = q
+                .stanza
+                .attr("id")
+                .and_then(|id| self.sent_for_sip.remove(id));
+            if let Some(sent) = sent {
+                let text = format!(
+                    "ERROR: your message to {} was not delivered: the Jabber server could not be reached within {} s\n> {}",
+                    sent.destination,
+                    delay.as_secs(),
+                    sent.first_line
+                );
+                self.outputs.push_back(Output::Sip {
+                    request: self.notice_request(&sent.user, &text),
+                    token: None,
+                });
+            }
+        }
+        self.queue = kept;
+    }
+
+    fn notice(&mut self, to: Uri, text: String) {
+        let request = self.notice_request(&to, &text);
+        self.outputs.push_back(Output::Sip {
+            request,
+            token: None,
+        });
+    }
+
+    fn notice_request(&self, to: &Uri, text: &str) -> Request {
+        message_request(&self.settings.registrar, to, text, None)
+    }
+
+    /// `<jab_id>@<component domain>`, the JID the gateway speaks as for a SIP user.
+    fn user_jid(&self, account: &Account) -> Result<Jid, Rejection> {
+        let text = format!("{}@{}", xep0106_escape(&account.jab_id), self.domain());
+        Jid::new(&text).map_err(|_| reject(500, "Server Internal Error (invalid jab_id)"))
+    }
+
+    fn next_id(&mut self) -> String {
+        self.counter += 1;
+        format!("sipjab-{:08x}-{}", self.nonce, self.counter)
+    }
+
+    fn remember_sent(&mut self, now: Instant, id: String, sent: SentForSip) {
+        self.sent_order.push_back((now, id.clone()));
+        self.sent_for_sip.insert(id, sent);
+    }
+
+    fn reply_message_error(
+        &mut self,
+        msg: &Message,
+        condition: DefinedCondition,
+        text: Option<String>,
+    ) {
+        let (Some(from), Some(to)) = (msg.from.clone(), msg.to.clone()) else {
+            return;
+        };
+        let mut reply = Message::error(Some(from));
+        reply.from = Some(to);
+        reply.id = msg.id.clone();
+        reply
+            .payloads
+            .push(stanza_error(condition, text.unwrap_or_default()).into());
+        self.outputs.push_back(Output::Stanza(reply.into()));
+    }
+
+    /// An error reply to an IQ get or set (RFC 6120 §8.2), addressed back to its sender.
+    fn reply_iq_error(&mut self, stanza: Element, condition: DefinedCondition) {
+        let Ok(iq) = Iq::try_from(stanza) else {
+            return;
+        };
+        let (Iq::Get { from, to, id, .. } | Iq::Set { from, to, id, .. }) = iq else {
+            return;
+        };
+        let Some(from) = from else {
+            return;
+        };
+        let mut reply = Iq::from_error(id, stanza_error(condition, String::new()));
+        if let Iq::Error {
+            from: reply_from,
+            to: reply_to,
+            ..
+        } = &mut reply
+        {
+            *reply_from = to;
+            *reply_to = Some(from);
+        }
+        self.outputs.push_back(Output::Stanza(reply.into()));
+    }
+}
+
+fn stanza_error(condition: DefinedCondition, text: String) -> StanzaError {
+    let type_ = match condition {
+        DefinedCondition::ServiceUnavailable => ErrorType::Cancel,
+        ref c => error_type(c),
+    };
+    let mut error = StanzaError::new(type_, condition, "en", text);
+    error.texts.retain(|_, t| !t.is_empty());
+    error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::address::{Alias, JDomain};
+
+    fn settings() -> Settings {
+        Settings {
+            rules: AddressRules {
+                jdomain: JDomain::new("jabber.x.com", '*').unwrap(),
+                aliases: vec![Alias::new("msn.x.com", Some('%')).unwrap()],
+                component_domain: "sip.x.com".into(),
+            },
+            registrar: Uri::parse("sip:jabber_gateway@127.0.0.1").unwrap(),
+            delay_time: Duration::from_secs(90),
+            queue_limit: 2,
+        }
+    }
+
+    fn alice() -> Account {
+        Account::new(1, "alice", None, "sip:alice@example.com")
+    }
+
+    fn sip_fixture(name: &str) -> Request {
+        let path = format!("{}/fixtures/sip/{name}", env!("CARGO_MANIFEST_DIR"));
+        let bytes = std::fs::read(&path).unwrap();
+        match sipjab_sip::parse_datagram(&bytes).unwrap() {
+            sipjab_sip::Message::Request(r) => r,
+            other => panic!("{path} is not a request: {other:?}"),
+        }
+    }
+
+    fn xmpp_fixture(name: &str) -> Element {
+        let path = format!("{}/fixtures/xmpp/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap().parse().unwrap()
+    }
+
+    fn drain(gw: &mut Gateway) -> Vec<Output> {
+        std::iter::from_fn(|| gw.poll_output()).collect()
+    }
+
+    fn up(now: Instant) -> Gateway {
+        let mut gw = Gateway::new(settings());
+        gw.handle_link_up(now);
+        gw
+    }
+
+    fn stanzas(outputs: Vec<Output>) -> Vec<Message> {
+        outputs
+            .into_iter()
+            .map(|o| match o {
+                Output::Stanza(el) => Message::try_from(el).unwrap(),
+                other => panic!("expected a stanza, got {other:?}"),
+            })
+            .collect()
+    }
+
+    fn sip_requests(outputs: Vec<Output>) -> Vec<(Request, Option<Token>)> {
+        outputs
+            .into_iter()
+            .map(|o| match o {
+                Output::Sip { request, token } => (request, token),
+                other => panic!("expected a SIP request, got {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn sip_message_becomes_chat_stanza() {
+        let now = Instant::now();
+        let mut gw = up(now);
+        let req = sip_fixture("message-latin1.sip");
+        gw.handle_message(now, &req, Some(&alice())).unwrap();
+        let [msg] = stanzas(drain(&mut gw)).try_into().unwrap();
+        let expected = Message::try_from(xmpp_fixture("message-latin1.xml")).unwrap();
+        assert_eq!(msg.from, expected.from);
+        assert_eq!(msg.to, expected.to);
+        assert_eq!(msg.type_, expected.type_);
+        assert_eq!(msg.bodies, expected.bodies);
+        assert_eq!(msg.subjects, expected.subjects);
+    }
+
+    #[test]
+    fn unknown_sender_gets_403_and_nothing_is_sent() {
+        let now = Instant::now();
+        let mut gw = up(now);
+        let r = gw
+            .handle_message(now, &sip_fixture("message-latin1.sip"), None)
+            .unwrap_err();
+        assert_eq!(r.code.as_u16(), 403);
+        assert!(drain(&mut gw).is_empty());
+    }
+
+    #[test]
+    fn conference_without_join_is_404() {
+        let now = Instant::now();
+        let mut gw = up(now);
+        let mut req = sip_fixture("message-latin1.sip");
+        req.uri = Uri::parse("sip:nick*room*conf.jabber.org@jabber.x.com").unwrap();
+        let r = gw.handle_message(now, &req, Some(&alice())).unwrap_err();
+        assert_eq!(r.code.as_u16(), 404);
+        assert!(r.reason.contains("join"));
+    }
+
+    #[test]
+    fn destination_falls_back_to_to() {
+        let now = Instant::now();
+        let mut gw = up(now);
+        let mut req = sip_fixture("message-latin1.sip");
+        req.uri = Uri::parse("sip:gw@127.0.0.1:5060").unwrap();
+        gw.handle_message(now, &req, Some(&alice())).unwrap();
+        let [msg] = stanzas(drain(&mut gw)).try_into().unwrap();
+        assert_eq!(msg.to.unwrap().to_string(), "beta@jabber.org");
+    }
+
+    #[test]
+    fn xmpp_error_becomes_error_notice() {
+        let now = Instant::now();
+        let mut gw = up(now);
+        gw.handle_message(now, &sip_fixture("message-latin1.sip"), Some(&alice()))
+            .unwrap();
+        let [sent] = stanzas(drain(&mut gw)).try_into().unwrap();
+        let mut error = Message::error(sent.from.clone());
+        error.from = sent.to.clone();
+        error.id = sent.id.clone();
+        error.payloads.push(
+            StanzaError::new(
+                ErrorType::Cancel,
+                DefinedCondition::ItemNotFound,
+                "en",
+                "no such user",
+            )
+            .into(),
+        );
+        gw.handle_stanza(now, error.into(), None);
+        let [(notice, token)] = sip_requests(drain(&mut gw)).try_into().unwrap();
+        assert_eq!(token, None);
+        assert_eq!(notice.uri.to_string(), "sip:alice@example.com");
+        let from = notice.headers.from().unwrap().unwrap();
+        assert_eq!(from.uri.to_string(), "sip:jabber_gateway@127.0.0.1");
+        let body = String::from_utf8(notice.body).unwrap();
+        assert!(body.contains("sip:beta*jabber.org@jabber.x.com"), "{body}");
+        assert!(body.contains("item-not-found: no such user"), "{body}");
+        assert!(body.contains("> gr\u{fc}\u{df} dich"), "{body}");
+    }
+
+    #[test]
+    fn xmpp_message_becomes_sip_message() {
+        let now = Instant::now();
+        let mut gw = up(now);
+        gw.handle_stanza(now, xmpp_fixture("chat-to-alice.xml"), Some(&alice()));
+        let [(req, token)] = sip_requests(drain(&mut gw)).try_into().unwrap();
+        assert!(token.is_some());
+        assert_eq!(req.uri.to_string(), "sip:alice@example.com");
+        let from = req.headers.from().unwrap().unwrap();
+        assert_eq!(from.uri.to_string(), "sip:romeo*montague.lit@jabber.x.com");
+        assert_eq!(req.headers.to().unwrap().unwrap().uri, req.uri);
+        assert_eq!(
+            req.headers.get("Content-Type"),
+            Some("text/plain;charset=UTF-8")
+        );
+        assert_eq!(req.headers.subject().unwrap(), Some("Balcony"));
+        assert_eq!(req.body, "Art thou not Romeo?".as_bytes());
+    }
+
+    #[test]
+    fn sip_failure_becomes_error_stanza() {
+        let now = Instant::now();
+        let mut gw = up(now);
+        gw.handle_stanza(now, xmpp_fixture("chat-to-alice.xml"), Some(&alice()));
+        let [(_, token)] = sip_requests(drain(&mut gw)).try_into().unwrap();
+        gw.handle_sip_result(now, token.unwrap(), 404, "Not Found");
+        let [reply] = stanzas(drain(&mut gw)).try_into().unwrap();
+        assert_eq!(reply.type_, MessageType::Error);
+        assert_eq!(reply.to.unwrap().to_string(), "romeo@montague.lit/orchard");
+        assert_eq!(reply.from.unwrap().to_string(), "alice@sip.x.com");
+        assert_eq!(reply.id.unwrap().0, "m1");
+        let error = StanzaError::try_from(reply.payloads[0].clone()).unwrap();
+        assert_eq!(error.defined_condition, DefinedCondition::ItemNotFound);
+        // A success changes nothing, and a token is answered once.
+        gw.handle_sip_result(now, token.unwrap(), 404, "Not Found");
+        assert!(drain(&mut gw).is_empty());
+    }
+
+    #[test]
+    fn bodiless_messages_stay_on_the_xmpp_side() {
+        let now = Instant::now();
+        let mut gw = up(now);
+        let mut chat_state = Message::try_from(xmpp_fixture("chat-to-alice.xml")).unwrap();
+        chat_state.bodies.clear();
+        gw.handle_stanza(now, chat_state.into(), Some(&alice()));
+        assert!(drain(&mut gw).is_empty());
+    }
+
+    #[test]
+    fn unknown_gateway_user_gets_service_unavailable() {
+        let now = Instant::now();
+        let mut gw = up(now);
+        let stanza = xmpp_fixture("chat-to-alice.xml");
+        assert_eq!(gw.recipient_of(&stanza).as_deref(), Some("alice"));
+        gw.handle_stanza(now, stanza, None);
+        let [reply] = stanzas(drain(&mut gw)).try_into().unwrap();
+        let error = StanzaError::try_from(reply.payloads[0].clone()).unwrap();
+        assert_eq!(
+            error.defined_condition,
+            DefinedCondition::ServiceUnavailable
+        );
+    }
+
+    #[test]
+    fn queued_while_down_sent_in_order_after_reconnect() {
+        let t0 = Instant::now();
+        let mut gw = Gateway::new(settings());
+        let req = sip_fixture("message-latin1.sip");
+        gw.handle_message(t0, &req, Some(&alice())).unwrap();
+        gw.handle_message(t0 + Duration::from_secs(1), &req, Some(&alice()))
+            .unwrap();
+        let full = gw
+            .handle_message(t0 + Duration::from_secs(2), &req, Some(&alice()))
+            .unwrap_err();
+        assert_eq!(full.code.as_u16(), 503);
+        assert!(full.headers.iter().any(|(n, _)| n == "Retry-After"));
+        assert!(drain(&mut gw).is_empty());
+        gw.handle_link_up(t0 + Duration::from_secs(10));
+        let sent = stanzas(drain(&mut gw));
+        let ids: Vec<_> = sent.iter().map(|m| m.id.clone().unwrap().0).collect();
+        assert_eq!(ids.len(), 2);
+        assert!(ids[0] < ids[1], "{ids:?}");
+    }
+
+    #[test]
+    fn queued_too_long_is_dropped_with_a_notice() {
+        let t0 = Instant::now();
+        let mut gw = Gateway::new(settings());
+        gw.handle_message(t0, &sip_fixture("message-latin1.sip"), Some(&alice()))
+            .unwrap();
+        assert_eq!(gw.poll_timeout(), Some(t0 + Duration::from_secs(90)));
+        gw.handle_timeout(t0 + Duration::from_secs(91));
+        let [(notice, _)] = sip_requests(drain(&mut gw)).try_into().unwrap();
+        assert!(String::from_utf8(notice.body).unwrap().contains("90 s"));
+        gw.handle_link_up(t0 + Duration::from_secs(92));
+        assert!(drain(&mut gw).is_empty());
+    }
+
+    #[test]
+    fn iq_to_a_user_is_answered_not_dropped() {
+        let now = Instant::now();
+        let mut gw = up(now);
+        let iq: Element = "<iq xmlns='jabber:component:accept' type='get' id='p1' from='romeo@montague.lit/x' to='alice@sip.x.com'><ping xmlns='urn:xmpp:ping'/></iq>".parse().unwrap();
+        gw.handle_stanza(now, iq, Some(&alice()));
+        let outputs: [Output; 1] = drain(&mut gw).try_into().unwrap();
+        let [Output::Stanza(reply)] = outputs else {
+            panic!("no stanza")
+        };
+        assert_eq!(reply.attr("type"), Some("error"));
+        assert_eq!(reply.attr("id"), Some("p1"));
+        assert_eq!(reply.attr("to"), Some("romeo@montague.lit/x"));
+    }
+}
