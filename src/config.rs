@@ -19,6 +19,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use ipnet::IpNet;
 use serde::Deserialize;
 use sipjab_db::{DbUrl, SipAor};
+use sipjab_sip::TransportKind;
+use sipjab_sip::transport::ListenAddr;
 
 use crate::address::{AddressRules, Alias, JDomain};
 
@@ -73,13 +75,38 @@ pub struct XmppConfig {
 #[derive(Debug, Clone)]
 pub struct SipConfig {
     /// Listen addresses, `udp:127.0.0.1:5060` or `tcp:[::1]:5060`.
-    pub listen: Vec<String>,
-    /// Outbound proxy for every request the gateway sends, `host[:port]`.
-    pub proxy: Option<String>,
+    pub listen: Vec<ListenAddr>,
+    /// Outbound proxy for every request the gateway sends: `[udp:|tcp:]host[:port]`.
+    pub proxy: Option<Proxy>,
     /// The From address of the gateway's INFO and ERROR notices (SER `registrar`).
     pub registrar: SipAor,
     /// Networks allowed to send SIP requests.
     pub trusted: Vec<IpNet>,
+}
+
+/// An outbound proxy: transport (UDP unless `tcp:` is written), host and port (5060).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proxy {
+    /// UDP or TCP.
+    pub transport: TransportKind,
+    /// Host name or IP literal.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+impl fmt::Display for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let t = if self.transport.is_reliable() {
+            "tcp"
+        } else {
+            "udp"
+        };
+        match self.host.parse::<IpAddr>() {
+            Ok(IpAddr::V6(ip)) => write!(f, "{t}:[{ip}]:{}", self.port),
+            _ => write!(f, "{t}:{}:{}", self.host, self.port),
+        }
+    }
 }
 
 /// `[gateway]`: the SER address rules and timers.
@@ -91,6 +118,8 @@ pub struct GatewayConfig {
     pub cache_time: Duration,
     /// SER `delay_time`: how long a SIP message may wait for the XMPP link.
     pub delay_time: Duration,
+    /// How many SIP messages may wait for the XMPP link; more get 503.
+    pub queue_limit: usize,
 }
 
 /// `[db]`: where the accounts are.
@@ -218,6 +247,7 @@ struct RawGateway {
     aliases: RawAliases,
     cache_time: u64,
     delay_time: u64,
+    queue_limit: usize,
 }
 
 impl Default for RawGateway {
@@ -227,6 +257,7 @@ impl Default for RawGateway {
             aliases: RawAliases::Ser(String::new()),
             cache_time: 600,
             delay_time: 90,
+            queue_limit: 1000,
         }
     }
 }
@@ -342,23 +373,24 @@ impl Config {
             .sip
             .proxy
             .as_ref()
-            .map_or_else(|| "# proxy: none".to_owned(), |p| format!("proxy = {p:?}"));
+            .map_or_else(|| "# proxy: none".to_owned(), |p| format!("proxy = \"{p}\""));
         format!(
             "[xmpp]\nhost = {:?}\nport = {}\ndomain = {:?}\nsecret = \"***\"\nkeepalive = {}\n\n\
              [sip]\nlisten = [{}]\n{proxy}\nregistrar = {:?}\ntrusted = [{}]\n\n\
              [gateway]\njdomain = {{ domain = {:?}, delimiter = {:?} }}\naliases = [{aliases}]\n\
-             cache_time = {}\ndelay_time = {}\n\n[db]\nurl = {:?}\n",
+             cache_time = {}\ndelay_time = {}\nqueue_limit = {}\n\n[db]\nurl = {:?}\n",
             self.xmpp.host,
             self.xmpp.port,
             self.xmpp.domain,
             self.xmpp.keepalive.as_secs(),
-            quoted(&mut self.sip.listen.iter().cloned()),
+            quoted(&mut self.sip.listen.iter().map(ToString::to_string)),
             self.sip.registrar.to_string(),
             quoted(&mut self.sip.trusted.iter().map(ToString::to_string)),
             rules.jdomain.domain,
             rules.jdomain.delimiter,
             self.gateway.cache_time.as_secs(),
             self.gateway.delay_time.as_secs(),
+            self.gateway.queue_limit,
             self.db.url.redacted(),
         )
     }
@@ -449,12 +481,16 @@ impl RawConfig {
         if s.listen.is_empty() {
             p.add("sip.listen", "needs at least one address");
         }
-        for (i, addr) in s.listen.iter().enumerate() {
-            p.check(&format!("sip.listen[{i}]"), check_listen(addr));
-        }
-        if let Some(proxy) = &s.proxy {
-            p.check("sip.proxy", check_host_port(proxy));
-        }
+        let listen: Vec<ListenAddr> = s
+            .listen
+            .iter()
+            .enumerate()
+            .filter_map(|(i, addr)| p.check(&format!("sip.listen[{i}]"), parse_listen(addr)))
+            .collect();
+        let proxy = match &s.proxy {
+            Some(proxy) => p.check("sip.proxy", parse_proxy(proxy)),
+            None => None,
+        };
         let registrar = p.check("sip.registrar", SipAor::parse(&s.registrar));
         let trusted: Vec<IpNet> = s
             .trusted
@@ -497,8 +533,8 @@ impl RawConfig {
                     keepalive: Duration::from_secs(x.keepalive),
                 },
                 sip: SipConfig {
-                    listen: s.listen,
-                    proxy: s.proxy,
+                    listen,
+                    proxy,
                     registrar,
                     trusted,
                 },
@@ -510,6 +546,7 @@ impl RawConfig {
                     },
                     cache_time: Duration::from_secs(g.cache_time),
                     delay_time: Duration::from_secs(g.delay_time),
+                    queue_limit: g.queue_limit,
                 },
                 db: DbConfig { url },
             }),
@@ -529,38 +566,47 @@ fn check_domain(domain: &str) -> Result<String, String> {
         .map_err(|e| format!("{domain:?} is not a valid domain: {e}"))
 }
 
-/// `udp:HOST:PORT` or `tcp:HOST:PORT`, with an IP literal host (`[::1]` for IPv6).
-fn check_listen(addr: &str) -> Result<(), String> {
-    let (transport, socket) = addr
-        .split_once(':')
-        .ok_or_else(|| format!("{addr:?} is not transport:ip:port"))?;
-    if !matches!(transport.to_ascii_lowercase().as_str(), "udp" | "tcp") {
-        return Err(format!(
-            "{addr:?}: transport must be udp or tcp, not {transport:?}"
-        ));
-    }
-    socket
-        .parse::<std::net::SocketAddr>()
-        .map(|_| ())
-        .map_err(|_| format!("{addr:?}: {socket:?} is not ip:port (IPv6 as [::1]:5060)"))
+/// `udp:IP:PORT` or `tcp:IP:PORT` (`[::1]` for IPv6).
+fn parse_listen(addr: &str) -> Result<ListenAddr, String> {
+    addr.parse::<ListenAddr>()
+        .map_err(|_| format!("{addr:?} is not udp:ip:port or tcp:ip:port (IPv6 as [::1])"))
 }
 
-/// `host` or `host:port`, as an outbound proxy is written.
-fn check_host_port(target: &str) -> Result<(), String> {
-    if target.parse::<std::net::SocketAddr>().is_ok() || target.parse::<IpAddr>().is_ok() {
-        return Ok(());
-    }
-    let (host, port) = match target.rsplit_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (target, None),
+/// `[udp:|tcp:]host[:port]`, as an outbound proxy is written.
+fn parse_proxy(text: &str) -> Result<Proxy, String> {
+    let (transport, rest) = match text.split_once(':') {
+        Some((t, rest)) if t.eq_ignore_ascii_case("udp") => (TransportKind::Udp, rest),
+        Some((t, rest)) if t.eq_ignore_ascii_case("tcp") => (TransportKind::Tcp, rest),
+        _ => (TransportKind::Udp, text),
     };
-    if let Some(port) = port {
-        port.parse::<u16>()
+    if let Ok(sock) = rest.parse::<std::net::SocketAddr>() {
+        return Ok(Proxy {
+            transport,
+            host: sock.ip().to_string(),
+            port: sock.port(),
+        });
+    }
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => (host, Some(port)),
+        _ => (rest, None),
+    };
+    let port = match port {
+        Some(port) => port
+            .parse::<u16>()
             .ok()
             .filter(|p| *p != 0)
-            .ok_or_else(|| format!("{target:?}: {port:?} is not a port number"))?;
+            .ok_or_else(|| format!("{text:?}: {port:?} is not a port number"))?,
+        None => 5060,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.parse::<IpAddr>().is_err() {
+        check_domain(host)?;
     }
-    check_domain(host).map(|_| ())
+    Ok(Proxy {
+        transport,
+        host: host.to_owned(),
+        port,
+    })
 }
 
 /// A network `10.0.0.0/8`, or a single address.
@@ -679,6 +725,11 @@ url = "sqlite://var/sipjab.db"
         assert_eq!(c.gateway.rules.aliases.len(), 3);
         assert_eq!(c.gateway.rules.aliases[2].delimiter, Some('%'));
         assert_eq!(c.gateway.cache_time, Duration::from_secs(600));
+        assert_eq!(c.sip.listen[1].to_string(), "tcp:[::1]:5060");
+        assert_eq!(
+            c.sip.proxy.as_ref().unwrap().to_string(),
+            "udp:127.0.0.1:5090"
+        );
         let shown = c.effective_toml();
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("secret = \"***\""));
@@ -711,6 +762,19 @@ url = "sqlite://var/sipjab.db"
         let a = Config::from_toml_str(SAMPLE).unwrap();
         let b = Config::from_toml_str(&table).unwrap();
         assert_eq!(a.gateway.rules, b.gateway.rules);
+    }
+
+    #[test]
+    fn proxy_forms() {
+        let show = |s: &str| parse_proxy(s).map(|p| p.to_string());
+        assert_eq!(show("127.0.0.1").as_deref(), Ok("udp:127.0.0.1:5060"));
+        assert_eq!(show("tcp:[::1]:5070").as_deref(), Ok("tcp:[::1]:5070"));
+        assert_eq!(
+            show("proxy.example.com:5080").as_deref(),
+            Ok("udp:proxy.example.com:5080")
+        );
+        assert!(parse_proxy("host:0").is_err());
+        assert!(parse_proxy("bad host").is_err());
     }
 
     #[test]

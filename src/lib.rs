@@ -10,6 +10,7 @@
 //! - `sipjab-db`: the account store, SER schema, SQLite or MySQL.
 //! - `sipjab-sip`, `sipjab-component`: the SIP front end and the XEP-0114 link.
 
+pub mod accounts;
 pub mod address;
 pub mod config;
 pub mod error_map;

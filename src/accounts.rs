@@ -1,0 +1,77 @@
+//! Account lookups for the run loop: the store, with a short-lived cache in front of it.
+//!
+//! Every SIP MESSAGE needs its sender's account and every XMPP message its recipient's. The
+//! cache keeps the store off the hot path, absent accounts included. Its entries live only
+//! a short time, so `sipjab account add/remove` on a running gateway, or a second instance
+//! sharing the store, takes effect within that time.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use sipjab_db::{Account, SipAor, Store};
+
+/// How long a looked-up account (or its absence) is trusted.
+const TTL: Duration = Duration::from_secs(30);
+/// Entries kept at most; the cache is emptied when it grows past this.
+const MAX_ENTRIES: usize = 200_000;
+
+/// The store behind a cache keyed by SIP address of record and by `jab_id`.
+#[derive(Debug)]
+pub struct Accounts {
+    store: Store,
+    by_sip: HashMap<SipAor, (Instant, Option<Account>)>,
+    by_jab_id: HashMap<String, (Instant, Option<Account>)>,
+}
+
+impl Accounts {
+    /// A cache in front of `store`.
+    pub fn new(store: Store) -> Self {
+        Self {
+            store,
+            by_sip: HashMap::new(),
+            by_jab_id: HashMap::new(),
+        }
+    }
+
+    /// The account of a SIP user.
+    pub async fn by_sip(
+        &mut self,
+        now: Instant,
+        aor: &SipAor,
+    ) -> Result<Option<Account>, sipjab_db::Error> {
+        if let Some((at, account)) = self.by_sip.get(aor)
+            && now.saturating_duration_since(*at) < TTL
+        {
+            return Ok(account.clone());
+        }
+        let account = self.store.account_by_sip(aor).await?;
+        trim(&mut self.by_sip);
+        self.by_sip.insert(aor.clone(), (now, account.clone()));
+        Ok(account)
+    }
+
+    /// The account behind `<jab_id>@<component domain>`. Jabber IDs are compared without
+    /// regard to case, as in the store.
+    pub async fn by_jab_id(
+        &mut self,
+        now: Instant,
+        jab_id: &str,
+    ) -> Result<Option<Account>, sipjab_db::Error> {
+        let key = jab_id.to_lowercase();
+        if let Some((at, account)) = self.by_jab_id.get(&key)
+            && now.saturating_duration_since(*at) < TTL
+        {
+            return Ok(account.clone());
+        }
+        let account = self.store.account_by_jab_id(jab_id).await?;
+        trim(&mut self.by_jab_id);
+        self.by_jab_id.insert(key, (now, account.clone()));
+        Ok(account)
+    }
+}
+
+fn trim<K, V>(map: &mut HashMap<K, V>) {
+    if map.len() >= MAX_ENTRIES {
+        map.clear();
+    }
+}
