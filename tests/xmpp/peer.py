@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""An XMPP user for sipjab's end-to-end tests, on slixmpp (a real XMPP client library).
+
+It logs in over c2s on loopback (no TLS: the test Prosody allows plain auth there) and is
+driven line by line:
+
+  stdin   send TO BODY...          a chat message
+          send-id ID TO BODY...    the same with a stanza id
+          quit
+  stdout  ready                    logged in, presence sent
+          message {json}           a message arrived: from, to, type, id, body, subject,
+                                   error (condition name, for type='error')
+          sent ID
+
+Usage: peer.py JID PASSWORD HOST:PORT
+"""
+
+import asyncio
+import json
+import sys
+
+import slixmpp
+
+
+class Peer(slixmpp.ClientXMPP):
+    def __init__(self, jid, password):
+        super().__init__(jid, password)
+        self.add_event_handler("session_start", self.start)
+        self.add_event_handler("message", self.on_message)
+        self.add_event_handler("failed_auth", lambda _: self.fail("authentication failed"))
+        self.register_plugin("xep_0030")
+
+    def fail(self, why):
+        print(f"error {why}", flush=True)
+        sys.exit(1)
+
+    async def start(self, _event):
+        self.send_presence()
+        await self.get_roster()
+        print("ready", flush=True)
+        asyncio.ensure_future(self.commands())
+
+    def on_message(self, msg):
+        event = {
+            "from": str(msg["from"]),
+            "to": str(msg["to"]),
+            "type": msg["type"],
+            "id": msg["id"],
+            "body": msg["body"],
+            "subject": msg["subject"],
+        }
+        if msg["type"] == "error":
+            event["error"] = msg["error"]["condition"]
+            event["error_text"] = msg["error"]["text"]
+        print("message " + json.dumps(event), flush=True)
+
+    async def commands(self):
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
+        )
+        while True:
+            line = (await reader.readline()).decode().rstrip("\n")
+            if not line or line == "quit":
+                self.disconnect()
+                return
+            verb, _, rest = line.partition(" ")
+            msg_id = None
+            if verb == "send-id":
+                msg_id, _, rest = rest.partition(" ")
+            elif verb != "send":
+                print(f"error unknown command {verb}", flush=True)
+                continue
+            to, _, body = rest.partition(" ")
+            msg = self.make_message(mto=to, mbody=body, mtype="chat")
+            if msg_id:
+                msg["id"] = msg_id
+            msg.send()
+            print(f"sent {msg['id']}", flush=True)
+
+
+def main():
+    jid, password, server = sys.argv[1:4]
+    host, port = server.rsplit(":", 1)
+    peer = Peer(jid, password)
+    peer.enable_plaintext = True
+    peer.enable_starttls = False
+    peer.enable_direct_tls = False
+    peer.plugin["feature_mechanisms"].unencrypted_plain = True
+    peer.connect(host=host, port=int(port))
+    peer.add_event_handler("disconnected", lambda _: peer.loop.stop())
+    try:
+        peer.loop.run_forever()
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
