@@ -15,11 +15,15 @@ ensure_packages() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 }
 
-# Installs PyPI packages that python3 cannot import yet (module=package pairs).
+# Installs PyPI packages that python3 cannot import yet (module=package pairs). Debian's own
+# python3 comes without pip and refuses system-wide installs (PEP 668); the test peers are
+# the machine's only Python users, so that guard is lifted here.
 ensure_python() {
     for pair in "$@"; do
         local module=${pair%%=*} package=${pair#*=}
-        python3 -c "import $module" 2>/dev/null || pip install -q "$package" >&2
+        python3 -c "import $module" 2>/dev/null && continue
+        python3 -m pip --version >/dev/null 2>&1 || ensure_packages python3-pip
+        PIP_BREAK_SYSTEM_PACKAGES=1 PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q "$package" >&2
     done
 }
 

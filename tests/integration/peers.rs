@@ -1,0 +1,437 @@
+//! The parts of an end-to-end run against the Prosody that `scripts/test` starts:
+//!
+//! - [`Gateway`]: a `sipjab run` process on ephemeral SIP ports, with a SQLite store of its own;
+//! - [`XmppPeer`]: an XMPP user on slixmpp (`tests/xmpp/peer.py`);
+//! - [`sipp`] and [`SippUas`]: SIP users from `fixtures/sipp/`;
+//! - [`RawSip`]: a UDP socket for byte-exact requests (retransmissions, malformed input).
+//!
+//! There is one component domain, so one gateway at a time: tests take [`serial`].
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, UdpSocket};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::harness::{fixture, root, sipjab_ok};
+
+/// What `scripts/prosody env` exported.
+pub(crate) struct Env {
+    pub(crate) component: SocketAddr,
+    pub(crate) domain: String,
+    pub(crate) secret: String,
+    pub(crate) server: String,
+    pub(crate) c2s: String,
+    pub(crate) prosody_dir: Option<String>,
+}
+
+/// The Prosody settings, or a panic that says how to run these tests.
+pub(crate) fn env() -> Env {
+    let var = |name: &str| {
+        std::env::var(name).unwrap_or_else(|_| {
+            panic!("{name} is not set: run these tests with scripts/test (it starts Prosody)")
+        })
+    };
+    Env {
+        component: var("SIPJAB_TEST_COMPONENT")
+            .parse()
+            .expect("SIPJAB_TEST_COMPONENT is host:port"),
+        domain: var("SIPJAB_TEST_DOMAIN"),
+        secret: var("SIPJAB_TEST_SECRET"),
+        server: var("SIPJAB_TEST_SERVER"),
+        c2s: var("SIPJAB_TEST_C2S"),
+        prosody_dir: std::env::var("SIPJAB_TEST_PROSODY_DIR").ok(),
+    }
+}
+
+/// One end-to-end test at a time: they share the component domain and the Prosody.
+pub(crate) fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A free UDP port on loopback (free when asked; good enough for tests run one at a time).
+pub(crate) fn free_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Lines a child process printed, collected by a thread. A line is consumed only by the
+/// `expect` that matches it; the others stay for later.
+struct Lines {
+    rx: Receiver<String>,
+    pending: Mutex<VecDeque<String>>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Lines {
+    fn follow(stream: impl std::io::Read + Send + 'static) -> Self {
+        let (tx, rx) = channel();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let keep = seen.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                keep.lock().unwrap().push(line.clone());
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            rx,
+            pending: Mutex::new(VecDeque::new()),
+            seen,
+        }
+    }
+
+    /// The first unconsumed line for which `wanted` holds, within `timeout`.
+    fn expect_with(&self, wanted: impl Fn(&str) -> bool, timeout: Duration) -> Option<String> {
+        let mut pending = self.pending.lock().unwrap();
+        if let Some(at) = pending.iter().position(|l| wanted(l)) {
+            return pending.remove(at);
+        }
+        let end = Instant::now() + timeout;
+        loop {
+            let left = end.checked_duration_since(Instant::now())?;
+            match self.rx.recv_timeout(left) {
+                Ok(line) if wanted(&line) => return Some(line),
+                Ok(line) => pending.push_back(line),
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// The first unconsumed line containing `needle`, within `timeout`.
+    fn expect(&self, needle: &str, timeout: Duration) -> Option<String> {
+        self.expect_with(|l| l.contains(needle), timeout)
+    }
+
+    fn all(&self) -> String {
+        self.seen.lock().unwrap().join("\n")
+    }
+}
+
+/// A running `sipjab run`.
+pub(crate) struct Gateway {
+    child: Child,
+    log: Lines,
+    _dir: tempfile::TempDir,
+    pub(crate) udp: SocketAddr,
+    pub(crate) tcp: SocketAddr,
+}
+
+impl Gateway {
+    /// Starts sipjab with `accounts` (SIP URI, jab_id), `proxy_port` as its outbound proxy
+    /// and `extra` TOML lines in `[gateway]`, and waits for its component link.
+    pub(crate) fn start(accounts: &[(&str, &str)], proxy_port: u16, extra: &str) -> Self {
+        let env = env();
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "[xmpp]\nhost = \"{}\"\nport = {}\ndomain = \"{}\"\nsecret = \"{}\"\nkeepalive = 5\n\n\
+             [sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\nproxy = \"127.0.0.1:{proxy_port}\"\n\n\
+             [gateway]\njdomain = \"jabber.sip.test=*\"\n{extra}\n\n[db]\nurl = \"sqlite://sipjab.db\"\n",
+            env.component.ip(),
+            env.component.port(),
+            env.domain,
+            env.secret,
+        );
+        std::fs::write(dir.path().join("sipjab.toml"), config).unwrap();
+        sipjab_ok(dir.path(), &["db", "init"]);
+        for (sip, jab_id) in accounts {
+            sipjab_ok(dir.path(), &["account", "add", sip, jab_id]);
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sipjab"))
+            .current_dir(dir.path())
+            .env("RUST_LOG", "info")
+            .arg("run")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("sipjab starts");
+        let log = Lines::follow(child.stderr.take().unwrap());
+        let port = |transport: &str| -> SocketAddr {
+            let needle = format!("addr={transport}:");
+            let line = log
+                .expect(&needle, Duration::from_secs(10))
+                .unwrap_or_else(|| panic!("sipjab did not listen on {transport}"));
+            let at = line.find(&needle).unwrap() + needle.len();
+            line[at..].trim().parse().unwrap()
+        };
+        let udp = port("udp");
+        let tcp = port("tcp");
+        let gw = Self {
+            child,
+            log,
+            _dir: dir,
+            udp,
+            tcp,
+        };
+        gw.expect_log("component link up", Duration::from_secs(15));
+        gw
+    }
+
+    /// Waits for a log line; panics with the whole log if it does not come.
+    pub(crate) fn expect_log(&self, needle: &str, timeout: Duration) -> String {
+        self.log
+            .expect(needle, timeout)
+            .unwrap_or_else(|| panic!("no {needle:?} in sipjab's log:\n{}", self.log.all()))
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        // SIGTERM first, for the clean </stream:stream> path.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let end = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An XMPP user on slixmpp.
+pub(crate) struct XmppPeer {
+    child: Child,
+    stdin: ChildStdin,
+    out: Lines,
+    pub(crate) jid: String,
+}
+
+impl XmppPeer {
+    /// Logs `user` (password `pw`, created by scripts/test) in and waits until it is online.
+    pub(crate) fn login(user: &str) -> Self {
+        let env = env();
+        let jid = format!("{user}@{}", env.server);
+        let script = root().join("tests/xmpp/peer.py");
+        let mut child = Command::new("python3")
+            .arg(script)
+            .args([&jid, "pw", &env.c2s])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3 runs tests/xmpp/peer.py");
+        let stdin = child.stdin.take().unwrap();
+        let out = Lines::follow(child.stdout.take().unwrap());
+        let peer = Self {
+            child,
+            stdin,
+            out,
+            jid,
+        };
+        assert!(
+            peer.out.expect("ready", Duration::from_secs(15)).is_some(),
+            "{} did not log in:\n{}",
+            peer.jid,
+            peer.out.all()
+        );
+        peer
+    }
+
+    /// Sends a chat message with a chosen stanza id.
+    pub(crate) fn send(&mut self, id: &str, to: &str, body: &str) {
+        writeln!(self.stdin, "send-id {id} {to} {body}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// The next message whose body or id contains `needle`.
+    pub(crate) fn expect_message(&self, needle: &str, timeout: Duration) -> serde_json::Value {
+        self.try_message(needle, timeout).unwrap_or_else(|| {
+            panic!(
+                "{} got no message with {needle:?}:\n{}",
+                self.jid,
+                self.out.all()
+            )
+        })
+    }
+
+    /// The next message whose body or id contains `needle`, if one comes in time.
+    pub(crate) fn try_message(&self, needle: &str, timeout: Duration) -> Option<serde_json::Value> {
+        let parse = |line: &str| -> Option<serde_json::Value> {
+            serde_json::from_str(line.strip_prefix("message ")?).ok()
+        };
+        let matches = |line: &str| {
+            parse(line).is_some_and(|json| {
+                let field = |name: &str| json[name].as_str().unwrap_or("").contains(needle);
+                field("body") || field("id")
+            })
+        };
+        self.out
+            .expect_with(matches, timeout)
+            .and_then(|l| parse(&l))
+    }
+}
+
+impl Drop for XmppPeer {
+    fn drop(&mut self) {
+        let _ = writeln!(self.stdin, "quit");
+        let _ = self.stdin.flush();
+        let end = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs one sipp UAC scenario from `fixtures/sipp/` against the gateway and says whether it
+/// ended as the scenario expects.
+pub(crate) fn sipp_uac(gateway: SocketAddr, scenario: &str, keys: &[(&str, &str)]) -> bool {
+    let mut cmd = Command::new("sipp");
+    cmd.arg("-sf")
+        .arg(fixture(&format!("sipp/{scenario}")))
+        .args(["-m", "1", "-i", "127.0.0.1", "-p"])
+        .arg(free_port().to_string())
+        .args(["-nostdin", "-timeout", "10s", "-timeout_error"]);
+    for (k, v) in keys {
+        cmd.args(["-key", k, v]);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    cmd.arg(gateway.to_string())
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .expect("sipp runs")
+        .success()
+}
+
+/// A sipp UAS waiting for one MESSAGE on a port: the gateway's outbound proxy.
+pub(crate) struct SippUas {
+    child: Child,
+    trace: PathBuf,
+    _dir: tempfile::TempDir,
+    pub(crate) port: u16,
+}
+
+impl SippUas {
+    /// Starts `scenario` on a free port and gives sipp a moment to bind it.
+    pub(crate) fn start(scenario: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let trace = dir.path().join("messages.log");
+        let port = free_port();
+        let child = Command::new("sipp")
+            .arg("-sf")
+            .arg(fixture(&format!("sipp/{scenario}")))
+            .args(["-m", "1", "-i", "127.0.0.1", "-p"])
+            .arg(port.to_string())
+            .args(["-nostdin", "-timeout", "30s", "-trace_msg", "-message_file"])
+            .arg(&trace)
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sipp runs");
+        std::thread::sleep(Duration::from_millis(300));
+        Self {
+            child,
+            trace,
+            _dir: dir,
+            port,
+        }
+    }
+
+    /// Waits for the scenario to end and returns what sipp traced.
+    pub(crate) fn finish(mut self, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        std::fs::read_to_string(&self.trace).unwrap_or_default()
+    }
+}
+
+impl Drop for SippUas {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A UDP socket for requests written byte by byte.
+pub(crate) struct RawSip {
+    socket: UdpSocket,
+    gateway: SocketAddr,
+}
+
+impl RawSip {
+    pub(crate) fn new(gateway: SocketAddr) -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        Self { socket, gateway }
+    }
+
+    /// This socket's address, for Via and Contact.
+    pub(crate) fn local(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+
+    /// Sends a datagram and returns the response with its Call-ID, if one comes within 3 s.
+    pub(crate) fn request(&self, bytes: &[u8]) -> Option<sipjab_sip::Response> {
+        self.request_within(bytes, Duration::from_secs(3))
+    }
+
+    /// Sends a datagram and returns the response with its Call-ID (any response, for bytes
+    /// that do not parse), if one comes within `timeout`.
+    pub(crate) fn request_within(
+        &self,
+        bytes: &[u8],
+        timeout: Duration,
+    ) -> Option<sipjab_sip::Response> {
+        let call_id = match sipjab_sip::parse_datagram(bytes) {
+            Ok(m) => m.headers().call_id().ok().flatten().map(str::to_owned),
+            Err(_) => None,
+        };
+        self.socket.send_to(bytes, self.gateway).unwrap();
+        let end = Instant::now() + timeout;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let left = end.checked_duration_since(Instant::now())?;
+            self.socket.set_read_timeout(Some(left)).unwrap();
+            let n = self.socket.recv(&mut buf).ok()?;
+            let Ok(sipjab_sip::Message::Response(r)) = sipjab_sip::parse_datagram(&buf[..n]) else {
+                continue;
+            };
+            let theirs = r.headers.call_id().ok().flatten();
+            if call_id.is_none() || theirs == call_id.as_deref() {
+                return Some(r);
+            }
+        }
+    }
+
+    /// A MESSAGE from `from` to `to` with a fresh branch and Call-ID.
+    pub(crate) fn message(&self, from: &str, to: &str, body: &str) -> Vec<u8> {
+        let tag = free_port();
+        format!(
+            "MESSAGE sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-raw-{tag}-{n};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{from}>;tag=raw{tag}\r\nTo: <sip:{to}>\r\n\
+             Call-ID: raw-{tag}-{n}@127.0.0.1\r\nCSeq: 1 MESSAGE\r\n\
+             Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {len}\r\n\r\n{body}",
+            local = self.local(),
+            n = fastrand::u32(..),
+            len = body.len(),
+        )
+        .into_bytes()
+    }
+}
