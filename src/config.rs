@@ -369,11 +369,10 @@ impl Config {
             })
             .collect::<Vec<_>>()
             .join(", ");
-        let proxy = self
-            .sip
-            .proxy
-            .as_ref()
-            .map_or_else(|| "# proxy: none".to_owned(), |p| format!("proxy = \"{p}\""));
+        let proxy = self.sip.proxy.as_ref().map_or_else(
+            || "# proxy: none".to_owned(),
+            |p| format!("proxy = \"{p}\""),
+        );
         format!(
             "[xmpp]\nhost = {:?}\nport = {}\ndomain = {:?}\nsecret = \"***\"\nkeepalive = {}\n\n\
              [sip]\nlisten = [{}]\n{proxy}\nregistrar = {:?}\ntrusted = [{}]\n\n\

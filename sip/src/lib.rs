@@ -30,7 +30,7 @@
 //! - [`uri`]: `sip:`/`sips:` URIs, other schemes opaque.
 //! - [`header`]: ordered header lines, typed accessors.
 //! - [`message`]: [`Request`], [`Response`], serializer, [`Response::for_request`].
-//! - [`parse`]: [`parse_datagram`] (UDP) and [`StreamDecoder`] (TCP).
+//! - [`parse`]: [`parse_datagram`] (UDP), [`parse_message`] and [`StreamDecoder`] (TCP).
 //! - [`check`]: [`check_request`] maps bad requests to 400/416/420/483/501/505.
 //! - [`route`]: Via `received`/`rport` on receive, where responses go.
 //! - [`transaction`]: non-INVITE client and server transactions, [`TransactionTable`].
@@ -60,7 +60,7 @@ pub use check::{Rejection, check_request, check_response};
 pub use error::Error;
 pub use header::{CSeq, Contact, Event, Header, Headers, MediaType, NameAddr, Via};
 pub use message::{Message, Method, Request, Response, StatusCode, Version};
-pub use parse::{DEFAULT_MAX_MESSAGE, StreamDecoder, parse_datagram};
+pub use parse::{DEFAULT_MAX_MESSAGE, StreamDecoder, parse_datagram, parse_message};
 pub use route::{Target, TransportKind, response_target, stamp_via};
 pub use transaction::{RequestDisposition, TableOutput, TransactionId, TransactionTable};
 pub use uri::{Host, Params, SipUri, Uri};

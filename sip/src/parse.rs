@@ -42,6 +42,33 @@ pub fn parse_datagram(data: &[u8]) -> Result<Message, Error> {
     Ok(with_body(msg, body.to_vec()))
 }
 
+/// Parses one message from the front of a stream buffer (RFC 3261 18.3): leading
+/// CRLFs are skipped, [`Error::Incomplete`] until the head and a Content-Length body
+/// (0 when absent) are there. Returns the message and the octets it used.
+///
+/// One-shot and stateless; a connection should use [`StreamDecoder`], which does not
+/// search the same octets twice. Any error but `Incomplete` is fatal for the stream.
+pub fn parse_message(buf: &[u8], max_message: usize) -> Result<(Message, usize), Error> {
+    let skip = skip_crlf(buf);
+    let data = &buf[skip..];
+    let Some(head_len) = find_head_end(data, 0) else {
+        return Err(if data.len() > max_message {
+            Error::TooLarge { limit: max_message }
+        } else {
+            Error::Incomplete
+        });
+    };
+    let msg = parse_head(&data[..head_len - 4]).map_err(to_framing)?;
+    let body_len = framing_length(msg.headers())?.unwrap_or(0);
+    if head_len + body_len > max_message {
+        return Err(Error::TooLarge { limit: max_message });
+    }
+    let body = data
+        .get(head_len..head_len + body_len)
+        .ok_or(Error::Incomplete)?;
+    Ok((with_body(msg, body.to_vec()), skip + head_len + body_len))
+}
+
 /// Splits a TCP (or other stream) byte stream into messages.
 ///
 /// Feed it with [`push`](Self::push), then call [`next_message`](Self::next_message)
@@ -332,6 +359,29 @@ Call-ID: x\r\nCSeq: 1 MESSAGE\r\nl: 5\r\n\r\nhello";
         assert_eq!(got.len(), 2);
         assert_eq!(got[0], got[1]);
         assert_eq!(d.buffered(), 0);
+    }
+
+    #[test]
+    fn one_shot_stream_parse() {
+        for cut in 0..MSG.len() {
+            assert!(matches!(
+                parse_message(&MSG[..cut], DEFAULT_MAX_MESSAGE),
+                Err(Error::Incomplete)
+            ));
+        }
+        let mut two = b"\r\n".to_vec();
+        two.extend_from_slice(MSG);
+        two.extend_from_slice(MSG);
+        let (m, used) = parse_message(&two, DEFAULT_MAX_MESSAGE).unwrap();
+        assert_eq!(used, MSG.len() + 2);
+        assert_eq!(
+            parse_message(&two[used..], DEFAULT_MAX_MESSAGE).unwrap().0,
+            m
+        );
+        assert!(matches!(
+            parse_message(MSG, 10),
+            Err(Error::TooLarge { limit: 10 })
+        ));
     }
 
     #[test]

@@ -182,6 +182,21 @@ pub(crate) mod tests {
                     wrong.push(format!("{name}/{chunk}: want {want:?}, got {got:?}"));
                 }
             }
+            let one_shot = match crate::parse_message(&data, crate::DEFAULT_MAX_MESSAGE) {
+                Result::Ok((m, _)) => Some(verdict(&m)),
+                Err(Error::Incomplete) => None,
+                Err(_) => Some(Drop),
+            };
+            let want = if STREAM_INCOMPLETE.contains(name) {
+                None
+            } else {
+                Some(*want)
+            };
+            if one_shot != want {
+                wrong.push(format!(
+                    "{name}/parse_message: want {want:?}, got {one_shot:?}"
+                ));
+            }
             // Whatever follows the first message must not panic either.
             let mut d = StreamDecoder::default();
             d.push(&data);
