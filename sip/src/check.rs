@@ -29,6 +29,10 @@ pub const SUPPORTED_CONTENT_TYPES: &[&str] = &[
     "multipart/*",
 ];
 
+/// Longest header value accepted (octets). RFC 3261 sets no limit; the gateway copies
+/// some values into XMPP stanzas, and a 60 KB header is an attack, not a message.
+pub const MAX_HEADER_VALUE: usize = 8192;
+
 /// Methods the gateway handles; sent in Allow with 405/501.
 pub const ALLOWED_METHODS: &str = "MESSAGE, SUBSCRIBE, NOTIFY, REGISTER, PUBLISH, OPTIONS";
 
@@ -83,6 +87,9 @@ pub fn check_request(req: &Request) -> Result<(), Rejection> {
         ));
     }
     let h = &req.headers;
+    if let Some(long) = h.iter().find(|x| x.value.len() > MAX_HEADER_VALUE) {
+        return Err(Rejection::bad(format!("{} header too long", long.name)));
+    }
     check_headers(h).map_err(from_header_error)?;
     for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
         if !h.contains(name) {
@@ -240,6 +247,12 @@ mod tests {
         assert_eq!(r.headers[0], ("Unsupported".into(), "foo".into()));
         let resp = r.to_response(&req("Require: foo\r\n"));
         assert_eq!(resp.headers.get("Unsupported"), Some("foo"));
+        let long = format!("X-Huge: {}\r\n", "a".repeat(MAX_HEADER_VALUE + 1));
+        let r = check_request(&req(&long)).unwrap_err();
+        assert_eq!(
+            (r.code.as_u16(), r.reason.as_str()),
+            (400, "X-Huge header too long")
+        );
         let mut no_to = req("");
         no_to.headers.remove("To");
         assert_eq!(
