@@ -5,16 +5,38 @@
 //! connection of its own, it holds one XEP-0114 component connection and impersonates each
 //! SIP user's JID `<jab_id>@<component domain>`.
 //!
+//! # Layout
+//!
 //! - [`config`]: the typed configuration (TOML file plus `SIPJAB_` environment variables).
-//! - [`address`]: the SER address rules, SIP URI <-> JID, pure.
-//! - `sipjab-db`: the account store, SER schema, SQLite or MySQL.
-//! - `sipjab-sip`, `sipjab-component`: the SIP front end and the XEP-0114 link.
+//! - [`address`]: the SER address rules, SIP URI <-> JID, with XEP-0106 escaping. Pure.
+//! - [`sip_to_xmpp`] and [`xmpp_to_sip`]: one file per direction of the message translation
+//!   (RFC 3428, RFC 7572). Pure.
+//! - [`error_map`]: SIP status <-> stanza error condition (RFC 7247 §7). Pure.
+//! - [`pidf`]: PIDF <-> XMPP presence (RFC 3863, RFC 8048 §6). Pure.
+//! - [`gateway`]: the message state machine: the delay queue, and the tables that route an
+//!   error back to whoever sent the failed message. Sans-IO: inputs take `now`, outputs are
+//!   polled.
+//! - [`accounts`]: the account store with a short-lived cache in front of it.
+//! - [`run`]: the only async code: the loop that drives everything above.
+//! - `sipjab-sip` (`sip/`): SIP messages, parser, transactions, UDP/TCP transport.
+//! - `sipjab-component` (`component/`): the XEP-0114 link, with keepalive and reconnect.
+//! - `sipjab-db` (`db/`): the account store, SER schema, SQLite or MySQL.
+//!
+//! # The run loop
+//!
+//! `run` selects over four sources: SIP messages from the transport, events from the
+//! component link, the next timer (gateway or SIP transactions), and the shutdown signal. Each
+//! event goes into the sans-IO parts with the current time. Anything that needs the account
+//! store is looked up before the event is handed to the gateway. Afterwards, the loop drains
+//! the gateway's outputs: stanzas go to the link, and SIP requests go into new client
+//! transactions.
 
 pub mod accounts;
 pub mod address;
 pub mod config;
 pub mod error_map;
 pub mod gateway;
+pub mod pidf;
 pub mod run;
 pub mod sip_to_xmpp;
 pub mod xmpp_to_sip;

@@ -59,6 +59,8 @@ pub async fn run(config: Config, db: DbUrl) -> Result<()> {
         config.xmpp.secret.expose(),
     );
     component.keepalive = config.xmpp.keepalive;
+    // What the gateway really does for users' JIDs: XEP-0106 escaping of SIP user parts.
+    component.features = vec!["jid\\20escaping".to_owned()];
     let link = ComponentLink::spawn(component);
     info!(
         domain = %config.xmpp.domain,

@@ -17,7 +17,7 @@ fn romeo_sip(env_server: &str) -> String {
 fn sip_message_reaches_the_xmpp_user() {
     let _serial = serial();
     let env = env();
-    let gw = Gateway::start(&[ALICE], free_port(), "");
+    let gw = Gateway::start(&[ALICE], free_port());
     let romeo = XmppPeer::login("romeo");
     let to = romeo_sip(&env.server);
     assert!(sipp_uac(
@@ -41,7 +41,7 @@ fn xmpp_message_reaches_the_sip_user() {
     let _serial = serial();
     let env = env();
     let uas = SippUas::start("message_uas.xml");
-    let gw = Gateway::start(&[ALICE], uas.port, "");
+    let gw = Gateway::start(&[ALICE], uas.port);
     let mut romeo = XmppPeer::login("romeo");
     romeo.send(
         "e2e2",
@@ -66,7 +66,7 @@ fn xmpp_message_reaches_the_sip_user() {
 fn unknown_sip_sender_is_refused_and_nothing_is_sent() {
     let _serial = serial();
     let env = env();
-    let gw = Gateway::start(&[ALICE], free_port(), "");
+    let gw = Gateway::start(&[ALICE], free_port());
     let romeo = XmppPeer::login("romeo");
     let sip = RawSip::new(gw.udp);
     let req = sip.message("mallory@127.0.0.1", &romeo_sip(&env.server), "e2e-3 sneaky");
@@ -81,7 +81,7 @@ fn xmpp_error_reply_becomes_an_error_notice() {
     let _serial = serial();
     let env = env();
     let uas = SippUas::start("message_uas.xml");
-    let gw = Gateway::start(&[ALICE], uas.port, "");
+    let gw = Gateway::start(&[ALICE], uas.port);
     let sip = RawSip::new(gw.udp);
     let to = format!("nobody*{}@jabber.sip.test", env.server);
     let resp = sip
@@ -108,7 +108,7 @@ fn sip_404_becomes_an_xmpp_error() {
     let _serial = serial();
     let env = env();
     let uas = SippUas::start("message_uas_404.xml");
-    let _gw = Gateway::start(&[ALICE], uas.port, "");
+    let _gw = Gateway::start(&[ALICE], uas.port);
     let mut romeo = XmppPeer::login("romeo");
     romeo.send(
         "e2e5",
@@ -127,7 +127,7 @@ fn sip_404_becomes_an_xmpp_error() {
 fn a_retransmitted_message_is_delivered_once() {
     let _serial = serial();
     let env = env();
-    let gw = Gateway::start(&[ALICE], free_port(), "");
+    let gw = Gateway::start(&[ALICE], free_port());
     let romeo = XmppPeer::login("romeo");
     let sip = RawSip::new(gw.udp);
     let req = sip.message("alice@127.0.0.1", &romeo_sip(&env.server), "e2e-6 once");
@@ -157,7 +157,7 @@ fn messages_sent_while_prosody_restarts_arrive_in_order() {
             .success();
         assert!(ok, "scripts/prosody {verb} failed");
     };
-    let gw = Gateway::start(&[ALICE], free_port(), "");
+    let gw = Gateway::start(&[ALICE], free_port());
     prosody("stop");
     gw.expect_log("component link down", WAIT);
     let sip = RawSip::new(gw.udp);
@@ -182,7 +182,7 @@ fn messages_sent_while_prosody_restarts_arrive_in_order() {
 fn malformed_sip_is_answered_or_dropped_and_the_next_message_works() {
     let _serial = serial();
     let env = env();
-    let gw = Gateway::start(&[ALICE], free_port(), "");
+    let gw = Gateway::start(&[ALICE], free_port());
     let romeo = XmppPeer::login("romeo");
     let sip = RawSip::new(gw.udp);
     let dir = crate::harness::fixture("sip/malformed");
@@ -226,7 +226,7 @@ fn malformed_sip_is_answered_or_dropped_and_the_next_message_works() {
 fn rfc4475_torture_over_udp_and_tcp_leaves_the_gateway_serving() {
     use std::io::{Read, Write};
     let _serial = serial();
-    let gw = Gateway::start(&[ALICE], free_port(), "");
+    let gw = Gateway::start(&[ALICE], free_port());
     let dir = crate::harness::fixture("rfc4475");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -271,4 +271,18 @@ fn rfc4475_torture_over_udp_and_tcp_leaves_the_gateway_serving() {
         "{}",
         String::from_utf8_lossy(&buf[..n])
     );
+}
+
+#[test]
+#[ignore = "needs Prosody"]
+fn requests_from_untrusted_networks_are_refused() {
+    let _serial = serial();
+    let env = env();
+    let gw = Gateway::start_with(&[ALICE], free_port(), "trusted = [\"192.0.2.0/24\"]", "");
+    let romeo = XmppPeer::login("romeo");
+    let sip = RawSip::new(gw.udp);
+    let req = sip.message("alice@127.0.0.1", &romeo_sip(&env.server), "e2e-9 outsider");
+    let resp = sip.request(&req).expect("an answer");
+    assert_eq!(resp.status.as_u16(), 403);
+    assert!(romeo.try_message("e2e-9", Duration::from_secs(2)).is_none());
 }

@@ -126,15 +126,25 @@ pub(crate) struct Gateway {
 }
 
 impl Gateway {
-    /// Starts sipjab with `accounts` (SIP URI, jab_id), `proxy_port` as its outbound proxy
-    /// and `extra` TOML lines in `[gateway]`, and waits for its component link.
-    pub(crate) fn start(accounts: &[(&str, &str)], proxy_port: u16, extra: &str) -> Self {
+    /// Starts sipjab with `accounts` (SIP URI, jab_id) and `proxy_port` as its outbound proxy,
+    /// and waits for its component link.
+    pub(crate) fn start(accounts: &[(&str, &str)], proxy_port: u16) -> Self {
+        Self::start_with(accounts, proxy_port, "", "")
+    }
+
+    /// [`Gateway::start`] with extra TOML lines for `[sip]` and `[gateway]`.
+    pub(crate) fn start_with(
+        accounts: &[(&str, &str)],
+        proxy_port: u16,
+        sip_extra: &str,
+        gateway_extra: &str,
+    ) -> Self {
         let env = env();
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
             "[xmpp]\nhost = \"{}\"\nport = {}\ndomain = \"{}\"\nsecret = \"{}\"\nkeepalive = 5\n\n\
-             [sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\nproxy = \"127.0.0.1:{proxy_port}\"\n\n\
-             [gateway]\njdomain = \"jabber.sip.test=*\"\n{extra}\n\n[db]\nurl = \"sqlite://sipjab.db\"\n",
+             [sip]\nlisten = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\nproxy = \"127.0.0.1:{proxy_port}\"\n{sip_extra}\n\n\
+             [gateway]\njdomain = \"jabber.sip.test=*\"\n{gateway_extra}\n\n[db]\nurl = \"sqlite://sipjab.db\"\n",
             env.component.ip(),
             env.component.port(),
             env.domain,
