@@ -116,6 +116,19 @@ impl Lines {
     }
 }
 
+/// Gives a child process `grace` to exit by itself, then kills it.
+fn wait_or_kill(child: &mut Child, grace: Duration) {
+    let end = Instant::now() + grace;
+    while Instant::now() < end {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 /// A running `sipjab run`.
 pub(crate) struct Gateway {
     child: Child,
@@ -200,15 +213,7 @@ impl Drop for Gateway {
         let _ = Command::new("kill")
             .arg(self.child.id().to_string())
             .status();
-        let end = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        wait_or_kill(&mut self.child, Duration::from_secs(5));
     }
 }
 
@@ -289,15 +294,7 @@ impl Drop for XmppPeer {
     fn drop(&mut self) {
         let _ = writeln!(self.stdin, "quit");
         let _ = self.stdin.flush();
-        let end = Instant::now() + Duration::from_secs(3);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        wait_or_kill(&mut self.child, Duration::from_secs(3));
     }
 }
 
@@ -360,15 +357,7 @@ impl SippUas {
 
     /// Waits for the scenario to end and returns what sipp traced.
     pub(crate) fn finish(mut self, timeout: Duration) -> String {
-        let end = Instant::now() + timeout;
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        wait_or_kill(&mut self.child, timeout);
         std::fs::read_to_string(&self.trace).unwrap_or_default()
     }
 }
