@@ -11,6 +11,8 @@
 //! - [`address`]: the SER address rules, SIP URI <-> JID, with XEP-0106 escaping. Pure.
 //! - [`sip_to_xmpp`] and [`xmpp_to_sip`]: one file per direction of the message translation
 //!   (RFC 3428, RFC 7572). Pure.
+//! - [`commands`]: the `:online`, `:offline`, `:join`, `:exit`, `:allow`, `:deny` commands
+//!   typed in MESSAGE bodies. Pure.
 //! - [`error_map`]: SIP status <-> stanza error condition (RFC 7247 §7). Pure.
 //! - [`pidf`]: PIDF <-> XMPP presence (RFC 3863, RFC 8048 §6). Pure.
 //! - [`gateway`]: the message state machine: the delay queue, and the tables that route an
@@ -33,6 +35,7 @@
 
 pub mod accounts;
 pub mod address;
+pub mod commands;
 pub mod config;
 pub mod error_map;
 pub mod gateway;
