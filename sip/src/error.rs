@@ -49,6 +49,17 @@ pub enum Error {
     /// The transport has shut down or has too many connections.
     #[error("transport unavailable: {0}")]
     Transport(String),
+    /// A destination the gateway cannot send to: a `sips:` URI, or a `transport`
+    /// parameter other than UDP or TCP (server location covers UDP and TCP only).
+    #[error("unsupported destination: {0}")]
+    UnsupportedDestination(String),
+    /// A DNS query failed (timeout, server failure, unusable name), as opposed to the
+    /// name having no records of that type.
+    #[error("DNS lookup failed: {0}")]
+    Dns(String),
+    /// Server location (RFC 3263) found no address for the destination.
+    #[error("no address found for {0}")]
+    NoAddress(String),
 }
 
 impl Error {

@@ -34,16 +34,16 @@
 //! - [`check`]: [`check_request`] maps bad requests to 400/416/420/483/501/505.
 //! - [`route`]: Via `received`/`rport` on receive, where responses go.
 //! - [`transaction`]: non-INVITE client and server transactions, [`TransactionTable`].
+//! - [`locate`](mod@locate): RFC 3263 server location (NAPTR, SRV, A/AAAA) over a [`Lookup`] trait;
+//!   `DnsLookup` (feature `tokio`) answers it with `hickory-resolver`.
 //! - `transport` (feature `tokio`): UDP and TCP listeners, `ListenAddr`, `SipTransport`.
-//!
-//! TODO: RFC 3263 (DNS NAPTR/SRV/A) is not done: the gateway sends to a numeric host or
-//! an outbound proxy.
 
 #![forbid(unsafe_code)]
 
 pub mod check;
 mod error;
 pub mod header;
+pub mod locate;
 pub mod message;
 pub mod parse;
 pub mod route;
@@ -59,6 +59,7 @@ mod torture;
 pub use check::{Rejection, check_request, check_response};
 pub use error::Error;
 pub use header::{CSeq, Contact, Event, Header, Headers, MediaType, NameAddr, Via};
+pub use locate::{Destination, Lookup, locate};
 pub use message::{Message, Method, Request, Response, StatusCode, Version};
 pub use parse::{DEFAULT_MAX_MESSAGE, StreamDecoder, parse_datagram, parse_message};
 pub use route::{Target, TransportKind, response_target, stamp_via};

@@ -39,7 +39,7 @@ const PASSWORD: AsciiSet = MARKS
     .remove(b'$')
     .remove(b',');
 
-/// A host: the gateway only sends to numeric hosts today, but names must round-trip.
+/// A host: a name (resolved by [`locate`](crate::locate())) or a numeric address.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Host {
     /// A domain name, as written (compare case-insensitively).

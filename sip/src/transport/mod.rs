@@ -6,8 +6,8 @@
 //! connection. Checking requests ([`check_request`](crate::check_request)) and answering
 //! them is the core's job.
 //!
-//! TODO: RFC 3263 DNS resolution: targets are socket addresses (a numeric host or the
-//! outbound proxy); TLS is not offered.
+//! Targets are socket addresses: [`locate`](crate::locate()) turns a URI into them
+//! (RFC 3263). TLS is not offered.
 
 use std::collections::HashMap;
 use std::fmt;
