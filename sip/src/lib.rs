@@ -67,4 +67,6 @@ pub use transaction::{RequestDisposition, TableOutput, TransactionId, Transactio
 pub use uri::{Host, Params, SipUri, Uri};
 
 #[cfg(feature = "tokio")]
+pub use locate::DnsLookup;
+#[cfg(feature = "tokio")]
 pub use transport::{Incoming, ListenAddr, SipTransport, TransportConfig};

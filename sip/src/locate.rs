@@ -48,6 +48,12 @@ use crate::Error;
 use crate::route::{Target, TransportKind};
 use crate::uri::{Host, SipUri};
 
+#[cfg(feature = "tokio")]
+mod dns;
+
+#[cfg(feature = "tokio")]
+pub use dns::DnsLookup;
+
 /// The SIP port for UDP and TCP (RFC 3261 19.1.2).
 pub const DEFAULT_PORT: u16 = 5060;
 
