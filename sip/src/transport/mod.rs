@@ -215,6 +215,19 @@ impl SipTransport {
             .map(|l| l.addr)
     }
 
+    /// Whether [`send`](Self::send) can reach `target` at all: over UDP only with a
+    /// bound socket of the target's address family; over TCP always (the connection
+    /// is made on demand). Use it to skip [`locate`](crate::locate()) results, such as
+    /// IPv6 addresses when only IPv4 is bound.
+    pub fn can_send(&self, target: Target) -> bool {
+        match target.transport {
+            TransportKind::Udp => self.local.iter().any(|l| {
+                l.transport == TransportKind::Udp && l.addr.is_ipv4() == target.addr.is_ipv4()
+            }),
+            TransportKind::Tcp => true,
+        }
+    }
+
     /// Sends a message: over UDP from a socket of the target's address family, over
     /// TCP on the open connection to that peer or a new one.
     pub async fn send(&self, message: &Message, target: Target) -> Result<(), Error> {

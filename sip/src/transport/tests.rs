@@ -241,3 +241,15 @@ async fn torture_files_do_not_stall_the_listeners() {
         assert!(closed.is_ok(), "connection left open");
     }
 }
+
+#[tokio::test]
+async fn can_send_needs_a_udp_socket_of_the_family() {
+    let (transport, _rx) = start(TransportConfig::default()).await;
+    let target = |addr: &str, transport| Target {
+        addr: addr.parse().unwrap(),
+        transport,
+    };
+    assert!(transport.can_send(target("192.0.2.1:5060", TransportKind::Udp)));
+    assert!(!transport.can_send(target("[2001:db8::1]:5060", TransportKind::Udp)));
+    assert!(transport.can_send(target("[2001:db8::1]:5060", TransportKind::Tcp)));
+}
