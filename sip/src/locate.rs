@@ -23,9 +23,9 @@
 //! SRV records are ordered as RFC 2782 asks: by priority, and within a priority by
 //! weighted random selection as the RFC writes it (zero weights first, a random number
 //! in `0..=sum of weights`, the first record whose running sum reaches it; so a zero
-//! weight still has a small chance to come first). Each SRV
-//! target's addresses follow one another in the list. A target of `.` means "no such
-//! service here": no fallback to A/AAAA, and no target from it.
+//! weight still has a small chance to come first). Each SRV target's addresses follow
+//! one another in the list. A target of `.` means "no such service here": no fallback
+//! to A/AAAA, and no target from it.
 //!
 //! A lookup that fails (timeout, SERVFAIL) counts as no records, so the procedure goes
 //! on to the next step; if nothing is found at all, the first such failure is the
@@ -104,6 +104,27 @@ impl Destination {
         Ok(Self {
             host,
             port: uri.port,
+            transport,
+        })
+    }
+}
+
+impl Destination {
+    /// A configured host such as an outbound proxy's: a name, an IPv4 address, or an
+    /// IPv6 address with or without brackets. Leave `port` and `transport` `None`
+    /// when the configuration did not give them, so that NAPTR and SRV are used.
+    pub fn from_host(
+        host: &str,
+        port: Option<u16>,
+        transport: Option<TransportKind>,
+    ) -> Result<Self, Error> {
+        let host = match host.parse::<IpAddr>() {
+            Ok(ip) => Host::from(ip),
+            Err(_) => Host::parse(host)?,
+        };
+        Ok(Self {
+            host,
+            port,
             transport,
         })
     }
@@ -660,6 +681,17 @@ mod tests {
             panic!()
         };
         assert!(Destination::from_uri(&u).is_err());
+    }
+
+    #[test]
+    fn configured_hosts() {
+        let d = Destination::from_host("2001:db8::1", Some(5070), None).unwrap();
+        assert_eq!(d.host, Host::Ipv6("2001:db8::1".parse().unwrap()));
+        let d = Destination::from_host("[2001:db8::1]", None, Some(Tcp)).unwrap();
+        assert_eq!(d.host, Host::Ipv6("2001:db8::1".parse().unwrap()));
+        let d = Destination::from_host("proxy.example.test", None, None).unwrap();
+        assert_eq!(d.host, Host::Domain("proxy.example.test".into()));
+        assert!(Destination::from_host("bad host", None, None).is_err());
     }
 
     #[test]

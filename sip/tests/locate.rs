@@ -243,6 +243,18 @@ async fn explicit_port_and_transport_skip_lookups() {
 }
 
 #[tokio::test]
+async fn searches_can_be_spawned() {
+    let dns = Dns::start().await;
+    let dest = Destination::from_host("example.test", None, None).unwrap();
+    let lookup = dns.lookup.clone();
+    let task = tokio::spawn(async move { lookup.locate(&dest).await });
+    assert_eq!(
+        task.await.unwrap().unwrap()[0].transport,
+        TransportKind::Tcp
+    );
+}
+
+#[tokio::test]
 async fn missing_and_failing_names() {
     let dns = Dns::start().await;
     let e = dns.locate("sip:u@nowhere.test").await.unwrap_err();
