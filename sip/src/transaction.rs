@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::message::{Method, Request, Response};
-use crate::route::Target;
+use crate::route::{Target, response_target};
 
 /// The RFC 3261 branch prefix (section 8.1.1.7).
 pub const MAGIC_COOKIE: &str = "z9hG4bK";
@@ -287,7 +287,8 @@ impl ClientTransaction {
 pub enum RequestDisposition {
     /// A new transaction: pass the request to the TU, answer with `send_response`.
     New(TransactionId),
-    /// A retransmission: not passed up; send this stored response again, if any.
+    /// A retransmission: not passed up; send this stored response again, if any, to
+    /// that target (already worked out by [`response_target`]).
     Retransmission(Option<(Target, Response)>),
 }
 
@@ -354,7 +355,9 @@ impl TransactionTable {
         }
         let id = TransactionId::for_request(req)?;
         if let Some(t) = self.servers.get(&id) {
-            let resend = t.handle_retransmission().map(|r| (t.source, r.clone()));
+            let resend = t
+                .handle_retransmission()
+                .map(|r| (response_target(r, t.source), r.clone()));
             return Ok(RequestDisposition::Retransmission(resend));
         }
         self.servers
@@ -362,8 +365,9 @@ impl TransactionTable {
         Ok(RequestDisposition::New(id))
     }
 
-    /// The TU answers a server transaction; returns where the request came from (pass
-    /// it to [`response_target`](crate::route::response_target)).
+    /// The TU answers a server transaction; returns where the response goes (RFC 3261
+    /// 18.2.2 and RFC 3581 through [`response_target`]: the same connection over TCP,
+    /// `received`/`rport` or the sent-by port over UDP).
     pub fn send_response(
         &mut self,
         id: &TransactionId,
@@ -375,11 +379,11 @@ impl TransactionTable {
             .get_mut(id)
             .ok_or_else(|| Error::Transaction("no such server transaction".into()))?;
         t.send_response(resp, now)?;
-        let source = t.source;
+        let target = response_target(resp, t.source);
         if t.state() == State::Terminated {
             self.servers.remove(id);
         }
-        Ok(source)
+        Ok(target)
     }
 
     /// Starts a client transaction for `req`, whose top Via must carry a branch from
@@ -523,6 +527,30 @@ mod tests {
             table.handle_request(&r, src, t0 + 64 * T1).unwrap(),
             RequestDisposition::New(_)
         ));
+    }
+
+    #[test]
+    fn responses_go_where_rfc_3261_18_2_2_says() {
+        let t0 = Instant::now();
+        let mut table = TransactionTable::new(1);
+        let r = req("z9hG4bKnat", "MESSAGE");
+        // Over UDP from another port, without rport: to the sent-by port.
+        let src = Target {
+            addr: "192.0.2.1:40000".parse().unwrap(),
+            transport: TransportKind::Udp,
+        };
+        let RequestDisposition::New(id) = table.handle_request(&r, src, t0).unwrap() else {
+            panic!()
+        };
+        let ok = Response::for_request(&r, StatusCode::OK, "OK");
+        let to = table.send_response(&id, &ok, t0).unwrap();
+        assert_eq!(to.addr, "192.0.2.1:5060".parse().unwrap());
+        let RequestDisposition::Retransmission(Some((again, _))) =
+            table.handle_request(&r, src, t0).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(again, to);
     }
 
     #[test]
