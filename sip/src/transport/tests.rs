@@ -253,3 +253,40 @@ async fn can_send_needs_a_udp_socket_of_the_family() {
     assert!(!transport.can_send(target("[2001:db8::1]:5060", TransportKind::Udp)));
     assert!(transport.can_send(target("[2001:db8::1]:5060", TransportKind::Tcp)));
 }
+
+#[tokio::test]
+async fn ipv6_loopback_udp_and_tcp() {
+    let addrs: Vec<ListenAddr> = ["udp:[::1]:0", "tcp:[::1]:0"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    let Ok((t, mut rx)) = SipTransport::bind(&addrs, TransportConfig::default()).await else {
+        eprintln!("no IPv6 loopback here: skipped");
+        return;
+    };
+    let udp = t.local_addr(TransportKind::Udp).unwrap();
+    let client = UdpSocket::bind("[::1]:0").await.unwrap();
+    client
+        .send_to(&message("v6udp", "[::1]:5060"), udp)
+        .await
+        .unwrap();
+    let inc = expect_call(&mut rx, "v6udp").await;
+    assert!(inc.source.is_ipv6());
+    let via = request(&inc).headers.top_via().unwrap().unwrap();
+    // Same host as the source: no `received` for that, but rport was asked for.
+    assert_eq!(via.rport(), Some(Some(inc.source.port())));
+    let resp = Response::for_request(request(&inc), StatusCode::OK, "OK");
+    t.send_response(&resp, inc.source_target()).await.unwrap();
+    let mut buf = [0u8; 2048];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(buf[..n].starts_with(b"SIP/2.0 200 OK"));
+    let tcp = t.local_addr(TransportKind::Tcp).unwrap();
+    let mut s = TcpStream::connect(tcp).await.unwrap();
+    s.write_all(&options("v6tcp")).await.unwrap();
+    let inc = expect_call(&mut rx, "v6tcp").await;
+    assert_eq!(inc.transport, TransportKind::Tcp);
+    assert_eq!(inc.local, tcp);
+}
