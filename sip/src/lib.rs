@@ -26,6 +26,27 @@
 //! typed fields; that is a few hundred lines, so this crate has its own parser.
 //! `sip-codec` was not re-evaluated (2019, tokio 0.1, panics on encoding).
 //!
+//! # Use
+//!
+//! ```
+//! use sipjab_sip::{Message, Response, StatusCode, check_request, parse_datagram};
+//!
+//! let datagram = b"MESSAGE sip:bob@192.0.2.2 SIP/2.0\r\n\
+//! Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK776\r\n\
+//! Max-Forwards: 70\r\nFrom: <sip:alice@example.com>;tag=1\r\n\
+//! To: <sip:bob@example.com>\r\nCall-ID: a84b4c76e66710\r\n\
+//! CSeq: 1 MESSAGE\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nhi";
+//! // Err: not SIP, drop it. Ok: a message, maybe still not an acceptable one.
+//! let Ok(Message::Request(req)) = parse_datagram(datagram) else { panic!() };
+//! let resp = match check_request(&req) {
+//!     Ok(()) => Response::for_request(&req, StatusCode::ACCEPTED, "Accepted"),
+//!     Err(rejection) => rejection.to_response(&req), // 400, 416, 420, 483, 501, 505...
+//! };
+//! assert_eq!(resp.status.as_u16(), 202);
+//! assert!(resp.headers.to()?.and_then(|to| to.tag().map(str::to_owned)).is_some());
+//! # Ok::<(), sipjab_sip::Error>(())
+//! ```
+//!
 //! # Layout
 //! - [`uri`]: `sip:`/`sips:` URIs, other schemes opaque.
 //! - [`header`]: ordered header lines, typed accessors.
