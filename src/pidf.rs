@@ -1669,6 +1669,36 @@ mod tests {
         assert_eq!(back.statuses, gone.statuses);
     }
 
+    /// Many prefixes and single-byte corruptions of every fixture parses or is refused,
+    /// and whatever parses maps; nothing panics.
+    #[test]
+    fn damaged_fixtures_never_panic() {
+        let dir = format!("{}/fixtures/pidf", env!("CARGO_MANIFEST_DIR"));
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "xml") {
+                continue;
+            }
+            let body = std::fs::read(path).unwrap();
+            // Every third offset keeps the debug-build run short.
+            for cut in (0..body.len()).step_by(3) {
+                if let Ok(pidf) = parse(&body[..cut]) {
+                    let _ = pidf.to_presence(Some("en"));
+                }
+                if cut % 4 != 0 {
+                    continue;
+                }
+                for byte in [b'<', b'"', b'&', 0xff] {
+                    let mut damaged = body.clone();
+                    damaged[cut] = byte;
+                    if let Ok(pidf) = parse(&damaged) {
+                        let _ = pidf.to_presence(None);
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn presence_serialises_in_the_component_namespace() {
         let pidf = parse(&fixture("bria-busy.xml")).unwrap();
