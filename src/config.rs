@@ -84,27 +84,32 @@ pub struct SipConfig {
     pub trusted: Vec<IpNet>,
 }
 
-/// An outbound proxy: transport (UDP unless `tcp:` is written), host and port (5060).
+/// An outbound proxy: `[udp:|tcp:]host[:port]`. What is not written is left to RFC 3263
+/// (NAPTR and SRV for a name; UDP and 5060 for an address).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Proxy {
-    /// UDP or TCP.
-    pub transport: TransportKind,
-    /// Host name or IP literal.
+    /// UDP or TCP, if written.
+    pub transport: Option<TransportKind>,
+    /// Host name or IP literal (IPv6 without brackets).
     pub host: String,
-    /// Port.
-    pub port: u16,
+    /// Port, if written.
+    pub port: Option<u16>,
 }
 
 impl fmt::Display for Proxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let t = if self.transport.is_reliable() {
-            "tcp"
-        } else {
-            "udp"
-        };
+        match self.transport {
+            Some(TransportKind::Tcp) => f.write_str("tcp:")?,
+            Some(TransportKind::Udp) => f.write_str("udp:")?,
+            None => {}
+        }
         match self.host.parse::<IpAddr>() {
-            Ok(IpAddr::V6(ip)) => write!(f, "{t}:[{ip}]:{}", self.port),
-            _ => write!(f, "{t}:{}:{}", self.host, self.port),
+            Ok(IpAddr::V6(ip)) => write!(f, "[{ip}]")?,
+            _ => f.write_str(&self.host)?,
+        }
+        match self.port {
+            Some(port) => write!(f, ":{port}"),
+            None => Ok(()),
         }
     }
 }
@@ -574,33 +579,41 @@ fn parse_listen(addr: &str) -> Result<ListenAddr, String> {
 /// `[udp:|tcp:]host[:port]`, as an outbound proxy is written.
 fn parse_proxy(text: &str) -> Result<Proxy, String> {
     let (transport, rest) = match text.split_once(':') {
-        Some((t, rest)) if t.eq_ignore_ascii_case("udp") => (TransportKind::Udp, rest),
-        Some((t, rest)) if t.eq_ignore_ascii_case("tcp") => (TransportKind::Tcp, rest),
-        _ => (TransportKind::Udp, text),
+        Some((t, rest)) if t.eq_ignore_ascii_case("udp") => (Some(TransportKind::Udp), rest),
+        Some((t, rest)) if t.eq_ignore_ascii_case("tcp") => (Some(TransportKind::Tcp), rest),
+        _ => (None, text),
     };
     if let Ok(sock) = rest.parse::<std::net::SocketAddr>() {
         return Ok(Proxy {
             transport,
             host: sock.ip().to_string(),
-            port: sock.port(),
+            port: Some(sock.port()),
+        });
+    }
+    if let Ok(ip) = rest
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+    {
+        return Ok(Proxy {
+            transport,
+            host: ip.to_string(),
+            port: None,
         });
     }
     let (host, port) = match rest.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') => (host, Some(port)),
-        _ => (rest, None),
+        Some((host, port)) => (host, Some(port)),
+        None => (rest, None),
     };
-    let port = match port {
-        Some(port) => port
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| format!("{text:?}: {port:?} is not a port number"))?,
-        None => 5060,
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.parse::<IpAddr>().is_err() {
-        check_domain(host)?;
-    }
+    let port = port
+        .map(|port| {
+            port.parse::<u16>()
+                .ok()
+                .filter(|p| *p != 0)
+                .ok_or_else(|| format!("{text:?}: {port:?} is not a port number"))
+        })
+        .transpose()?;
+    check_domain(host)?;
     Ok(Proxy {
         transport,
         host: host.to_owned(),
@@ -725,10 +738,7 @@ url = "sqlite://var/sipjab.db"
         assert_eq!(c.gateway.rules.aliases[2].delimiter, Some('%'));
         assert_eq!(c.gateway.cache_time, Duration::from_secs(600));
         assert_eq!(c.sip.listen[1].to_string(), "tcp:[::1]:5060");
-        assert_eq!(
-            c.sip.proxy.as_ref().unwrap().to_string(),
-            "udp:127.0.0.1:5090"
-        );
+        assert_eq!(c.sip.proxy.as_ref().unwrap().to_string(), "127.0.0.1:5090");
         let shown = c.effective_toml();
         assert!(!shown.contains("s3cret"), "{shown}");
         assert!(shown.contains("secret = \"***\""));
@@ -766,11 +776,17 @@ url = "sqlite://var/sipjab.db"
     #[test]
     fn proxy_forms() {
         let show = |s: &str| parse_proxy(s).map(|p| p.to_string());
-        assert_eq!(show("127.0.0.1").as_deref(), Ok("udp:127.0.0.1:5060"));
+        assert_eq!(show("127.0.0.1").as_deref(), Ok("127.0.0.1"));
+        assert_eq!(show("127.0.0.1:5090").as_deref(), Ok("127.0.0.1:5090"));
+        assert_eq!(show("udp:::1").as_deref(), Ok("udp:[::1]"));
+        assert_eq!(
+            show("tcp:proxy.example.com").as_deref(),
+            Ok("tcp:proxy.example.com")
+        );
         assert_eq!(show("tcp:[::1]:5070").as_deref(), Ok("tcp:[::1]:5070"));
         assert_eq!(
             show("proxy.example.com:5080").as_deref(),
-            Ok("udp:proxy.example.com:5080")
+            Ok("proxy.example.com:5080")
         );
         assert!(parse_proxy("host:0").is_err());
         assert!(parse_proxy("bad host").is_err());

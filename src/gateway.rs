@@ -32,8 +32,12 @@ use crate::error_map::{condition_for_status, condition_name, error_type};
 use crate::sip_to_xmpp::{chat_stanza, destination, message_text, reject};
 use crate::xmpp_to_sip::{first_line, message_request};
 
-/// How long an XMPP error reply is matched to the SIP message it answers.
-const SENT_TTL: Duration = Duration::from_secs(600);
+/// How long an XMPP error reply is matched to the SIP message it answers. Errors from the
+/// local server come back at once, and those from remote servers within seconds.
+const SENT_TTL: Duration = Duration::from_secs(60);
+/// How many sent stanzas are remembered at most; past this the oldest are forgotten, so
+/// memory stays flat whatever the message rate.
+const SENT_MAX: usize = 100_000;
 
 /// Identifies a SIP request the gateway sent, so its final answer can be routed back.
 pub type Token = u64;
@@ -66,11 +70,12 @@ pub enum Output {
     },
 }
 
-/// A stanza waiting for the component link.
+/// A stanza waiting for the component link, with what its sender is told if it fails.
 #[derive(Debug)]
 struct Queued {
     at: Instant,
     stanza: Element,
+    sent: Option<(String, SentForSip)>,
 }
 
 /// A stanza sent for a SIP user, awaiting a possible error reply.
@@ -188,20 +193,21 @@ impl Gateway {
         }
         let user = Uri::parse(&account.sip_id).unwrap_or_else(|_| req.uri.clone());
         let id = self.next_id();
-        self.remember_sent(
-            now,
-            id.clone(),
-            SentForSip {
-                user,
-                destination: dest,
-                first_line: first_line(&text.body),
-            },
-        );
-        let stanza = Element::from(chat_stanza(from_jid, to_jid, id, text));
+        let sent = SentForSip {
+            user,
+            destination: dest,
+            first_line: first_line(&text.body),
+        };
+        let stanza = Element::from(chat_stanza(from_jid, to_jid, id.clone(), text));
         if self.link_up {
+            self.remember_sent(now, id, sent);
             self.outputs.push_back(Output::Stanza(stanza));
         } else {
-            self.queue.push_back(Queued { at: now, stanza });
+            self.queue.push_back(Queued {
+                at: now,
+                stanza,
+                sent: Some((id, sent)),
+            });
         }
         Ok(())
     }
@@ -336,6 +342,9 @@ impl Gateway {
         self.link_up = true;
         self.expire_queue(now);
         while let Some(q) = self.queue.pop_front() {
+            if let Some((id, sent)) = q.sent {
+                self.remember_sent(now, id, sent);
+            }
             self.outputs.push_back(Output::Stanza(q.stanza));
         }
     }
@@ -349,7 +358,14 @@ impl Gateway {
     /// goes to the head of the queue (it is older than anything queued after it).
     pub fn handle_send_failed(&mut self, now: Instant, stanza: Element) {
         self.link_up = false;
-        self.queue.push_front(Queued { at: now, stanza });
+        let sent = stanza
+            .attr("id")
+            .and_then(|id| Some((id.to_owned(), self.sent_for_sip.remove(id)?)));
+        self.queue.push_front(Queued {
+            at: now,
+            stanza,
+            sent,
+        });
     }
 
     /// Timers: queued MESSAGEs past `delay_time`, remembered stanzas past their time.
@@ -373,11 +389,7 @@ impl Gateway {
                 kept.push_back(q);
                 continue;
             }
-            let sent = q
-                .stanza
-                .attr("id")
-                .and_then(|id| self.sent_for_sip.remove(id));
-            if let Some(sent) = sent {
+            if let Some((_, sent)) = q.sent {
                 let text = format!(
                     "ERROR: your message to {} was not delivered: the Jabber server could not be reached within {} s\n> {}",
                     sent.destination,
@@ -417,6 +429,11 @@ impl Gateway {
     }
 
     fn remember_sent(&mut self, now: Instant, id: String, sent: SentForSip) {
+        while self.sent_order.len() >= SENT_MAX {
+            if let Some((_, old)) = self.sent_order.pop_front() {
+                self.sent_for_sip.remove(&old);
+            }
+        }
         self.sent_order.push_back((now, id.clone()));
         self.sent_for_sip.insert(id, sent);
     }
@@ -710,11 +727,28 @@ mod tests {
         gw.handle_message(t0, &sip_fixture("message-latin1.sip"), Some(&alice()))
             .unwrap();
         assert_eq!(gw.poll_timeout(), Some(t0 + Duration::from_secs(90)));
+        // The record of who to tell outlives the sent-stanza window while queued.
+        gw.handle_timeout(t0 + SENT_TTL + Duration::from_secs(1));
+        assert!(drain(&mut gw).is_empty());
         gw.handle_timeout(t0 + Duration::from_secs(91));
         let [(notice, _)] = sip_requests(drain(&mut gw)).try_into().unwrap();
         assert!(String::from_utf8(notice.body).unwrap().contains("90 s"));
         gw.handle_link_up(t0 + Duration::from_secs(92));
         assert!(drain(&mut gw).is_empty());
+    }
+
+    #[test]
+    fn remembered_stanzas_are_bounded() {
+        let now = Instant::now();
+        let mut gw = up(now);
+        let req = sip_fixture("message-latin1.sip");
+        for _ in 0..SENT_MAX + 10 {
+            gw.handle_message(now, &req, Some(&alice())).unwrap();
+        }
+        assert_eq!(gw.sent_for_sip.len(), SENT_MAX);
+        assert_eq!(gw.sent_order.len(), SENT_MAX);
+        gw.handle_timeout(now + SENT_TTL);
+        assert!(gw.sent_for_sip.is_empty());
     }
 
     #[test]

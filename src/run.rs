@@ -15,16 +15,19 @@
 //!    `Allow`.
 //!
 //! Requests the gateway sends go to `[sip] proxy` when it is set, otherwise to the
-//! Request-URI's host: an IP literal, or a name resolved by the system resolver. TODO: RFC
-//! 3263 NAPTR/SRV lookups.
+//! Request-URI's host, located per RFC 3263 (NAPTR, SRV, A/AAAA). A numeric address is used
+//! at once. A name is looked up in a task of its own, and the request comes back into the
+//! loop when its target is known, so a slow DNS server never stalls the loop. A request over
+//! 1300 bytes goes over TCP even where UDP was chosen (RFC 3261 §18.1.1).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use sipjab_component::{ComponentConfig, ComponentLink, Element, LinkEvent, StanzaSender};
 use sipjab_db::{DbUrl, SipAor, Store};
+use sipjab_sip::locate::{DEFAULT_PORT, Destination, DnsLookup};
 use sipjab_sip::transport::{Incoming, SipTransport, TransportConfig};
 use sipjab_sip::{
     Message, Method, Request, RequestDisposition, Response, StatusCode, TableOutput, Target,
@@ -40,6 +43,10 @@ use crate::sip_to_xmpp::{ACCEPTED_TYPES, reject};
 
 /// Methods answered here; others get 405 with this list.
 const ALLOW: &str = "MESSAGE, OPTIONS";
+/// Largest request sent over UDP (RFC 3261 §18.1.1: path MTU 1500 less 200).
+const UDP_MAX: usize = 1300;
+/// How long a DNS search for a request's target may take.
+const LOCATE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs the gateway until Ctrl-C or SIGTERM.
 pub async fn run(config: Config, db: DbUrl) -> Result<()> {
@@ -75,7 +82,11 @@ pub async fn run(config: Config, db: DbUrl) -> Result<()> {
         delay_time: config.gateway.delay_time,
         queue_limit: config.gateway.queue_limit,
     };
+    let dns = DnsLookup::from_system_conf().context("reading the DNS configuration")?;
+    let (located_tx, mut located) = mpsc::channel(1024);
     let mut driver = Driver {
+        dns,
+        located_tx,
         sender: link.sender(),
         gateway: Gateway::new(settings),
         table: TransactionTable::new(fastrand::u64(..)),
@@ -85,14 +96,23 @@ pub async fn run(config: Config, db: DbUrl) -> Result<()> {
         trusted: config.sip.trusted.clone(),
         proxy: config.sip.proxy.clone(),
     };
-    let result = driver.run(incoming, link).await;
+    let result = driver.run(incoming, &mut located, link).await;
     driver.transport.shutdown();
     info!("sipjab stopped");
     result
 }
 
+/// A request whose target a DNS search has found (or not).
+struct Located {
+    request: Request,
+    token: Option<Token>,
+    targets: Result<Vec<Target>, String>,
+}
+
 /// Everything the loop owns.
 struct Driver {
+    dns: DnsLookup,
+    located_tx: mpsc::Sender<Located>,
     sender: StanzaSender,
     gateway: Gateway,
     table: TransactionTable,
@@ -107,6 +127,7 @@ impl Driver {
     async fn run(
         &mut self,
         mut incoming: mpsc::Receiver<Incoming>,
+        located: &mut mpsc::Receiver<Located>,
         mut link: ComponentLink,
     ) -> Result<()> {
         let shutdown = shutdown_signal();
@@ -136,6 +157,7 @@ impl Driver {
                     Some(event) => self.handle_link(event).await,
                     None => anyhow::bail!("the component link stopped"),
                 },
+                Some(l) = located.recv() => self.handle_located(l).await,
                 () = sleep => self.handle_timeout().await,
             }
             self.drain().await;
@@ -320,20 +342,92 @@ impl Driver {
         }
     }
 
-    /// Sends a new request in a client transaction.
-    async fn send_request(&mut self, mut request: Request, token: Option<Token>) {
-        let now = now();
-        let target = match self.target_for(&request).await {
-            Ok(target) => target,
-            Err(e) => {
-                warn!(uri = %request.uri, error = %e, "no route for a request");
-                if let Some(token) = token {
-                    self.gateway
-                        .handle_sip_result(now, token, 503, "Service Unavailable");
-                }
-                return;
-            }
+    /// Sends a new request in a client transaction, once its target is known.
+    async fn send_request(&mut self, request: Request, token: Option<Token>) {
+        let dest = match self.destination(&request) {
+            Ok(dest) => dest,
+            Err(e) => return self.unroutable(&request, token, &e.to_string()),
         };
+        if let Some(ip) = dest.host.ip() {
+            let target = Target {
+                addr: SocketAddr::new(ip, dest.port.unwrap_or(DEFAULT_PORT)),
+                transport: dest.transport.unwrap_or(TransportKind::Udp),
+            };
+            return self.start_transaction(request, token, target).await;
+        }
+        let dns = self.dns.clone();
+        let tx = self.located_tx.clone();
+        tokio::spawn(async move {
+            let targets = match tokio::time::timeout(LOCATE_TIMEOUT, dns.locate(&dest)).await {
+                Ok(Ok(targets)) => Ok(targets),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("DNS search timed out".to_owned()),
+            };
+            let _ = tx
+                .send(Located {
+                    request,
+                    token,
+                    targets,
+                })
+                .await;
+        });
+    }
+
+    /// A DNS search finished: send the request to the first target this transport can reach.
+    async fn handle_located(&mut self, located: Located) {
+        let Located {
+            request,
+            token,
+            targets,
+        } = located;
+        let target = targets.and_then(|targets| {
+            targets
+                .into_iter()
+                .find(|t| self.transport.can_send(*t))
+                .ok_or_else(|| "no target this transport can reach".to_owned())
+        });
+        match target {
+            Ok(target) => self.start_transaction(request, token, target).await,
+            Err(e) => self.unroutable(&request, token, &e),
+        }
+    }
+
+    /// The outbound proxy, else the Request-URI (RFC 3263 §4).
+    fn destination(&self, request: &Request) -> Result<Destination> {
+        match &self.proxy {
+            Some(proxy) => Destination::from_host(&proxy.host, proxy.port, proxy.transport)
+                .context("sip.proxy"),
+            None => {
+                let uri = request.uri.as_sip().context("not a SIP URI")?;
+                Ok(Destination::from_uri(uri)?)
+            }
+        }
+    }
+
+    fn unroutable(&mut self, request: &Request, token: Option<Token>, why: &str) {
+        warn!(uri = %request.uri, error = %why, "no route for a request");
+        if let Some(token) = token {
+            self.gateway
+                .handle_sip_result(now(), token, 503, "Service Unavailable");
+        }
+    }
+
+    /// Adds the Via and starts the client transaction.
+    async fn start_transaction(
+        &mut self,
+        mut request: Request,
+        token: Option<Token>,
+        mut target: Target,
+    ) {
+        let now = now();
+        // RFC 3261 §18.1.1: too large for UDP means TCP. The body dominates the size, so the
+        // whole request is measured only when the body is large.
+        if target.transport == TransportKind::Udp
+            && request.body.len() > UDP_MAX / 2
+            && request.to_bytes().len() + 100 > UDP_MAX
+        {
+            target.transport = TransportKind::Tcp;
+        }
         let local = self
             .transport
             .local_addr(target.transport)
@@ -345,42 +439,27 @@ impl Driver {
             self.table.new_branch()
         );
         request.headers.push_front("Via", via);
-        match self.table.send_request(request.clone(), target, now) {
-            Ok(id) => {
-                if let Some(token) = token {
-                    self.tokens.insert(id, token);
-                }
-                self.send(Message::Request(request), target).await;
+        let id = match self.table.send_request(request.clone(), target, now) {
+            Ok(id) => id,
+            Err(e) => return warn!(error = %e, "cannot start a client transaction"),
+        };
+        if let Err(e) = self
+            .transport
+            .send(&Message::Request(request), target)
+            .await
+        {
+            // RFC 3261 §17.1.4: a transport error ends the transaction as a 503.
+            warn!(peer = %target.addr, error = %e, "SIP send failed");
+            self.table.fail_client(&id);
+            if let Some(token) = token {
+                self.gateway
+                    .handle_sip_result(now, token, 503, "Service Unavailable");
             }
-            Err(e) => warn!(error = %e, "cannot start a client transaction"),
+            return;
         }
-    }
-
-    /// Where a request goes: the outbound proxy, else the Request-URI's host.
-    async fn target_for(&self, request: &Request) -> Result<Target> {
-        let (host, port, transport) = match &self.proxy {
-            Some(proxy) => (proxy.host.clone(), proxy.port, proxy.transport),
-            None => {
-                let uri = request.uri.as_sip().context("not a SIP URI")?;
-                let transport = match uri.params.get("transport") {
-                    Some(Some(t)) if t.eq_ignore_ascii_case("tcp") => TransportKind::Tcp,
-                    _ => TransportKind::Udp,
-                };
-                (uri.host.to_string(), uri.port.unwrap_or(5060), transport)
-            }
-        };
-        let host = host
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_owned();
-        let addr = match host.parse::<IpAddr>() {
-            Ok(ip) => SocketAddr::new(ip, port),
-            Err(_) => tokio::net::lookup_host((host.as_str(), port))
-                .await?
-                .next()
-                .with_context(|| format!("{host} has no address"))?,
-        };
-        Ok(Target { addr, transport })
+        if let Some(token) = token {
+            self.tokens.insert(id, token);
+        }
     }
 
     async fn send(&self, message: Message, target: Target) {

@@ -424,6 +424,13 @@ impl TransactionTable {
         up.map(|r| (id, r))
     }
 
+    /// The transport could not send a client transaction's request (RFC 3261 §17.1.4):
+    /// the transaction ends now and the TU treats it as a 503. `false` when there was no
+    /// such transaction.
+    pub fn fail_client(&mut self, id: &TransactionId) -> bool {
+        self.clients.remove(id).is_some()
+    }
+
     /// Fires every due timer and forgets terminated transactions.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<TableOutput> {
         let mut out = Vec::new();
@@ -488,6 +495,24 @@ mod tests {
             addr: "192.0.2.1:5060".parse().unwrap(),
             transport: t,
         }
+    }
+
+    #[test]
+    fn failed_client_transaction_is_gone() {
+        let t0 = Instant::now();
+        let mut table = TransactionTable::new(1);
+        let id = table
+            .send_request(
+                req("z9hG4bKfail", "MESSAGE"),
+                target(TransportKind::Tcp),
+                t0,
+            )
+            .unwrap();
+        assert_eq!(table.len().1, 1);
+        assert!(table.fail_client(&id));
+        assert_eq!(table.len().1, 0);
+        assert!(!table.fail_client(&id));
+        assert!(table.handle_timeout(t0 + 64 * T1).is_empty());
     }
 
     #[test]
