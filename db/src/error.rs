@@ -54,6 +54,19 @@ pub enum Error {
         /// The newest version this build understands.
         supported: i64,
     },
+    /// The database has no state tables (sessions, roster, SIP subscriptions,
+    /// publications, rooms): it is SER's own or was initialised by an older
+    /// gateway. Account methods still work; `sipjab db init` adds the tables.
+    #[error(
+        "database schema version {} is older than {needed}, which the gateway's state tables need; upgrade it with `sipjab db init`",
+        found.map_or_else(|| "none".to_owned(), |v| v.to_string())
+    )]
+    SchemaTooOld {
+        /// The version found in `sipjab_schema`, `None` without that table.
+        found: Option<i64>,
+        /// The version that has the state tables.
+        needed: i64,
+    },
     /// Creating the SQLite file's directory failed.
     #[error("cannot create directory {}: {source}", path.display())]
     Io {

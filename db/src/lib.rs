@@ -61,11 +61,16 @@ mod model;
 mod mysql;
 mod schema;
 mod sqlite;
+mod state;
 mod store;
 mod url;
 
 pub use aor::{Scheme, SipAor};
 pub use error::Error;
 pub use model::{Account, Network, NetworkAccount};
+pub use state::{
+    Direction, Publication, Room, RoomState, RosterItem, Session, SessionSource, Show,
+    SipSubscription, Subscription, SubscriptionState,
+};
 pub use store::Store;
 pub use url::DbUrl;

@@ -6,18 +6,27 @@
 //! both add `sip:alice@x`. COMPAT: SER's scripts often created the tables as
 //! MyISAM, which ignores transactions; there a multi-statement write is not
 //! atomic against a crash, though every check still runs before any change.
+//!
+//! The state tables are always InnoDB. An expiry sweep runs in one
+//! transaction: `SELECT ... ORDER BY expires_at LIMIT n FOR UPDATE` locks
+//! the due rows (a second sweeper waits, then skips rows the first deleted),
+//! and `DELETE ... WHERE pk IN (...)` removes exactly those. This works on
+//! MySQL, which has no `DELETE ... RETURNING` (MariaDB has); deadlock victims
+//! are retried.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Opts, Pool, Row, TxOpts, Value};
+use mysql_async::{Opts, Params, Pool, Row, TxOpts, Value};
 
 use crate::aor::SipAor;
 use crate::error::Error;
 use crate::model::{Account, Network, NetworkAccount};
 use crate::schema::{self, ACCOUNT_COLUMNS, SCHEMA_VERSION};
+use crate::sqlite::REFRESH_PUBLICATION;
+use crate::state::{Due, Publication, STATE_TABLES, StateRow, Val, sql};
 use crate::store::{Backend, matching};
 use crate::url::redact;
 
@@ -120,8 +129,8 @@ impl Backend for Mysql {
         row.map(account).transpose()
     }
 
-    async fn remove_account(&self, sip: &SipAor) -> Result<bool, Error> {
-        retry(|| remove_account_once(&self.pool, sip)).await
+    async fn remove_account(&self, sip: &SipAor, state: bool) -> Result<bool, Error> {
+        retry(|| remove_account_once(&self.pool, sip, state)).await
     }
 
     async fn set_network(&self, sip: &SipAor, n: &NetworkAccount) -> Result<(), Error> {
@@ -139,6 +148,261 @@ impl Backend for Mysql {
             .await?;
         rows.into_iter().map(network_account).collect()
     }
+
+    async fn list<R: StateRow>(&self, sql: String, args: Vec<Val>) -> Result<Vec<R>, Error> {
+        let mut conn = self.pool.get_conn().await?;
+        let rows: Vec<Row> = conn.exec(sql, params(args)).await?;
+        rows.into_iter().map(state_row).collect()
+    }
+
+    async fn upsert<R: StateRow>(&self, row: R) -> Result<R, Error> {
+        retry(|| upsert_once(&self.pool, &row)).await
+    }
+
+    async fn upsert_many<R: StateRow>(&self, rows: Vec<R>) -> Result<(), Error> {
+        retry(|| upsert_many_once(&self.pool, &rows)).await
+    }
+
+    async fn update<R: StateRow>(&self, row: R) -> Result<Option<R>, Error> {
+        retry(|| update_once(&self.pool, &row)).await
+    }
+
+    async fn execute(&self, sql: String, args: Vec<Val>) -> Result<u64, Error> {
+        retry(|| async {
+            let mut conn = self.pool.get_conn().await?;
+            conn.exec_drop(&sql, params(args.clone())).await?;
+            Ok(conn.affected_rows())
+        })
+        .await
+    }
+
+    async fn expire<R: StateRow>(&self, due: Vec<Due>, limit: usize) -> Result<Vec<R>, Error> {
+        retry(|| expire_once(&self.pool, &due, limit)).await
+    }
+
+    async fn touch_session(&self, juid: i64, now: i64) -> Result<bool, Error> {
+        let changed = self
+            .execute(
+                "UPDATE sipjab_sessions SET last_activity = GREATEST(last_activity, ?) WHERE juid = ?"
+                    .to_owned(),
+                vec![Val::Int(now), Val::Int(juid)],
+            )
+            .await?;
+        if changed > 0 {
+            return Ok(true);
+        }
+        // MySQL counts changed rows only (unless `client_found_rows`): an
+        // unchanged session needs a look.
+        let mut conn = self.pool.get_conn().await?;
+        let found: Option<i64> = conn
+            .exec_first("SELECT 1 FROM sipjab_sessions WHERE juid = ?", (juid,))
+            .await?;
+        Ok(found.is_some())
+    }
+
+    async fn next_local_cseq(&self, id: i64) -> Result<Option<i64>, Error> {
+        retry(|| async {
+            let mut conn = self.pool.get_conn().await?;
+            // LAST_INSERT_ID(expr) hands the new value back in the OK packet:
+            // one atomic statement (the MySQL manual's sequence idiom).
+            conn.exec_drop(
+                "UPDATE sipjab_sip_subscriptions
+                 SET local_cseq = LAST_INSERT_ID(local_cseq + 1) WHERE id = ?",
+                (id,),
+            )
+            .await?;
+            if conn.affected_rows() == 0 {
+                return Ok(None);
+            }
+            let v = conn.last_insert_id().ok_or_else(|| {
+                bad(
+                    "sipjab_sip_subscriptions",
+                    "local_cseq",
+                    "no value after increment".to_owned(),
+                )
+            })?;
+            i64::try_from(v).map(Some).map_err(|_| {
+                bad(
+                    "sipjab_sip_subscriptions",
+                    "local_cseq",
+                    format!("{v} is out of range"),
+                )
+            })
+        })
+        .await
+    }
+
+    async fn refresh_publication(
+        &self,
+        old_etag: &str,
+        new: Publication,
+        now: i64,
+    ) -> Result<Option<Publication>, Error> {
+        retry(|| refresh_publication_once(&self.pool, old_etag, &new, now)).await
+    }
+}
+
+/// `INSERT ... ON DUPLICATE KEY UPDATE` for `n` rows of `R`.
+fn upsert_sql<R: StateRow>(n: usize) -> String {
+    format!(
+        "{} ON DUPLICATE KEY UPDATE {}",
+        sql::insert::<R>(n),
+        sql::upsert_set::<R>("GREATEST", |c| format!("VALUES({c})"))
+    )
+}
+
+/// Rows per multi-row `INSERT` of a bulk write (well under the protocol's
+/// 65,535 placeholders).
+const BULK_ROWS: usize = 500;
+
+/// Driver parameters; no parameters must be `Params::Empty`.
+fn params(args: Vec<Val>) -> Params {
+    if args.is_empty() {
+        return Params::Empty;
+    }
+    Params::Positional(args.into_iter().map(Value::from).collect())
+}
+
+impl From<Val> for Value {
+    fn from(v: Val) -> Self {
+        match v {
+            Val::Null => Self::NULL,
+            Val::Int(i) => Self::Int(i),
+            Val::Text(t) => Self::Bytes(t.into_bytes()),
+        }
+    }
+}
+
+/// One attempt of [`Backend::upsert`]: the write, then the stored row (its
+/// `version`, its `id`) read back in the same transaction.
+async fn upsert_once<R: StateRow>(pool: &Pool, row: &R) -> Result<R, Error> {
+    let mut tx = pool.start_transaction(TxOpts::default()).await?;
+    tx.exec_drop(upsert_sql::<R>(1), params(row.write()))
+        .await?;
+    let got: Option<Row> = tx
+        .exec_first(sql::get_by_conflict::<R>(), params(row.conflict()))
+        .await?;
+    tx.commit().await?;
+    got.map(state_row)
+        .transpose()?
+        .ok_or_else(|| bad(R::TABLE, "?", "row missing after upsert".to_owned()))
+}
+
+/// One attempt of [`Backend::upsert_many`], in multi-row statements.
+async fn upsert_many_once<R: StateRow>(pool: &Pool, rows: &[R]) -> Result<(), Error> {
+    let mut tx = pool.start_transaction(TxOpts::default()).await?;
+    for chunk in rows.chunks(BULK_ROWS) {
+        let args: Vec<Val> = chunk.iter().flat_map(StateRow::write).collect();
+        tx.exec_drop(upsert_sql::<R>(chunk.len()), params(args))
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// One attempt of [`Backend::update`].
+async fn update_once<R: StateRow>(pool: &Pool, row: &R) -> Result<Option<R>, Error> {
+    let mut tx = pool.start_transaction(TxOpts::default()).await?;
+    let mut args = row.write();
+    args.extend(row.key());
+    args.push(Val::Int(row.version()));
+    tx.exec_drop(sql::update::<R>("GREATEST"), params(args))
+        .await?;
+    // `version` always changes, so a matched row is a changed row.
+    if tx.affected_rows() == 0 {
+        return Ok(None);
+    }
+    let got: Option<Row> = tx.exec_first(sql::get::<R>(), params(row.key())).await?;
+    tx.commit().await?;
+    got.map(state_row).transpose()
+}
+
+/// One attempt of [`Backend::expire`]: lock the due rows, delete exactly
+/// those, commit.
+async fn expire_once<R: StateRow>(pool: &Pool, due: &[Due], limit: usize) -> Result<Vec<R>, Error> {
+    let pk = R::KEY[0];
+    let mut tx = pool.start_transaction(TxOpts::default()).await?;
+    let mut out: Vec<R> = Vec::new();
+    for d in due {
+        let left = limit.saturating_sub(out.len());
+        if left == 0 {
+            break;
+        }
+        let select = sql::select::<R>(&format!(
+            "WHERE {col} {op} ? ORDER BY {col} LIMIT ? FOR UPDATE",
+            col = d.column,
+            op = d.op
+        ));
+        let left = i64::try_from(left).unwrap_or(i64::MAX);
+        let rows: Vec<Row> = tx.exec(select, (d.bound, left)).await?;
+        let got = rows
+            .into_iter()
+            .map(state_row)
+            .collect::<Result<Vec<R>, Error>>()?;
+        for chunk in got.chunks(BULK_ROWS) {
+            let keys: Vec<Val> = chunk.iter().flat_map(StateRow::key).collect();
+            let marks = vec!["?"; keys.len()].join(", ");
+            tx.exec_drop(
+                format!("DELETE FROM {} WHERE {pk} IN ({marks})", R::TABLE),
+                params(keys),
+            )
+            .await?;
+        }
+        out.extend(got);
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// One attempt of [`Backend::refresh_publication`].
+async fn refresh_publication_once(
+    pool: &Pool,
+    old_etag: &str,
+    new: &Publication,
+    now: i64,
+) -> Result<Option<Publication>, Error> {
+    let mut tx = pool.start_transaction(TxOpts::default()).await?;
+    tx.exec_drop(
+        REFRESH_PUBLICATION,
+        (
+            &new.etag,
+            new.expires_at,
+            &new.body,
+            new.updated_at,
+            old_etag,
+            new.juid,
+            now,
+        ),
+    )
+    .await?;
+    if tx.affected_rows() == 0 {
+        return Ok(None);
+    }
+    let got: Option<Row> = tx
+        .exec_first(sql::get::<Publication>(), (&new.etag,))
+        .await?;
+    tx.commit().await?;
+    got.map(state_row).transpose()
+}
+
+/// One row of a state table selected with [`StateRow::SELECT`].
+fn state_row<R: StateRow>(row: Row) -> Result<R, Error> {
+    let mut v = Vec::with_capacity(R::SELECT.len());
+    for (value, column) in values(row, R::TABLE)?.into_iter().zip(R::SELECT) {
+        v.push(match value {
+            Value::NULL => Val::Null,
+            Value::Int(i) => Val::Int(i),
+            Value::UInt(u) => Val::Int(
+                i64::try_from(u)
+                    .map_err(|_| bad(R::TABLE, column, format!("{u} is out of range")))?,
+            ),
+            Value::Bytes(b) => Val::Text(
+                String::from_utf8(b).map_err(|_| bad(R::TABLE, column, "not UTF-8".to_owned()))?,
+            ),
+            other => return Err(bad(R::TABLE, column, format!("unexpected {other:?}"))),
+        });
+    }
+    R::from_values(v)
 }
 
 /// How often a write is retried after InnoDB chose it as a deadlock victim.
@@ -188,6 +452,11 @@ async fn record_version_once(pool: &Pool) -> Result<(), Error> {
                 (SCHEMA_VERSION,),
             )
             .await?;
+        }
+        // The DDL before created the newer tables; record them.
+        Some(v) if v < SCHEMA_VERSION => {
+            tx.exec_drop("UPDATE sipjab_schema SET version = ?", (SCHEMA_VERSION,))
+                .await?;
         }
         found => check_version(found)?,
     }
@@ -244,18 +513,16 @@ async fn add_account_once(
 }
 
 /// One attempt of [`Backend::remove_account`].
-async fn remove_account_once(pool: &Pool, sip: &SipAor) -> Result<bool, Error> {
+async fn remove_account_once(pool: &Pool, sip: &SipAor, state: bool) -> Result<bool, Error> {
     let mut tx = pool.start_transaction(TxOpts::default()).await?;
     let found = matching(candidates(&mut tx, sip, true).await?, sip);
+    let state_tables = if state { &STATE_TABLES[..] } else { &[] };
     for a in &found {
         tx.exec_drop("DELETE FROM jusers WHERE juid = ?", (a.juid,))
             .await?;
-        for n in Network::ALL {
-            tx.exec_drop(
-                format!("DELETE FROM {} WHERE juid = ?", n.table()),
-                (a.juid,),
-            )
-            .await?;
+        for t in Network::ALL.map(Network::table).iter().chain(state_tables) {
+            tx.exec_drop(format!("DELETE FROM {t} WHERE juid = ?"), (a.juid,))
+                .await?;
         }
     }
     tx.commit().await?;

@@ -6,18 +6,24 @@
 //! traffic is a lookup per SIP session, far below what one connection serves,
 //! and one connection means no `SQLITE_BUSY` between our own calls. WAL mode
 //! and a busy timeout let the CLI write while the gateway runs.
+//!
+//! Several gateways on one file serialise their writes on SQLite's database
+//! lock: every multi-statement write is a `BEGIN IMMEDIATE` transaction, and
+//! an expiry is one `DELETE ... RETURNING` (SQLite 3.35+), so the rows it
+//! returns are exactly the rows it deleted.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, ToSql, TransactionBehavior, params};
 
 use crate::aor::SipAor;
 use crate::error::Error;
 use crate::model::{Account, Network, NetworkAccount};
 use crate::schema::{self, ACCOUNT_COLUMNS, SCHEMA_VERSION};
+use crate::state::{Due, Publication, STATE_TABLES, StateRow, Val, sql};
 use crate::store::{Backend, matching};
 
 /// How long a writer waits for another process's lock before `SQLITE_BUSY`.
@@ -84,6 +90,10 @@ impl Sqlite {
                         found: v,
                         supported: SCHEMA_VERSION,
                     });
+                }
+                // The DDL above created the newer tables; record them.
+                Some(v) if v < SCHEMA_VERSION => {
+                    tx.execute("UPDATE sipjab_schema SET version = ?1", [SCHEMA_VERSION])?;
                 }
                 Some(_) => {}
             }
@@ -191,18 +201,16 @@ impl Backend for Sqlite {
         .await
     }
 
-    async fn remove_account(&self, sip: &SipAor) -> Result<bool, Error> {
+    async fn remove_account(&self, sip: &SipAor, state: bool) -> Result<bool, Error> {
         let sip = sip.clone();
         self.call(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let found = matching(candidates(&tx, &sip)?, &sip);
             for a in &found {
                 tx.execute("DELETE FROM jusers WHERE juid = ?1", [a.juid])?;
-                for n in Network::ALL {
-                    tx.execute(
-                        &format!("DELETE FROM {} WHERE juid = ?1", n.table()),
-                        [a.juid],
-                    )?;
+                let state_tables = if state { &STATE_TABLES[..] } else { &[] };
+                for t in Network::ALL.map(Network::table).iter().chain(state_tables) {
+                    tx.execute(&format!("DELETE FROM {t} WHERE juid = ?1"), [a.juid])?;
                 }
             }
             tx.commit()?;
@@ -254,6 +262,196 @@ impl Backend for Sqlite {
         })
         .await
     }
+
+    async fn list<R: StateRow>(&self, sql: String, args: Vec<Val>) -> Result<Vec<R>, Error> {
+        self.call(move |c| rows::<R>(c, &sql, &args)).await
+    }
+
+    async fn upsert<R: StateRow>(&self, row: R) -> Result<R, Error> {
+        self.call(move |c| {
+            let sql = format!("{} RETURNING {}", upsert_sql::<R>(), R::SELECT.join(", "));
+            rows::<R>(c, &sql, &row.write())?
+                .into_iter()
+                .next()
+                .ok_or_else(|| bad(R::TABLE, "?", "upsert returned no row".to_owned()))
+        })
+        .await
+    }
+
+    async fn upsert_many<R: StateRow>(&self, rows: Vec<R>) -> Result<(), Error> {
+        self.call(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            {
+                let mut stmt = tx.prepare_cached(&upsert_sql::<R>())?;
+                for r in &rows {
+                    stmt.execute(rusqlite::params_from_iter(r.write()))?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn update<R: StateRow>(&self, row: R) -> Result<Option<R>, Error> {
+        self.call(move |c| {
+            let sql = format!(
+                "{} RETURNING {}",
+                sql::update::<R>("max"),
+                R::SELECT.join(", ")
+            );
+            let mut args = row.write();
+            args.extend(row.key());
+            args.push(Val::Int(row.version()));
+            Ok(rows::<R>(c, &sql, &args)?.into_iter().next())
+        })
+        .await
+    }
+
+    async fn execute(&self, sql: String, args: Vec<Val>) -> Result<u64, Error> {
+        self.call(move |c| {
+            let n = c
+                .prepare_cached(&sql)?
+                .execute(rusqlite::params_from_iter(args))?;
+            Ok(n as u64)
+        })
+        .await
+    }
+
+    async fn expire<R: StateRow>(&self, due: Vec<Due>, limit: usize) -> Result<Vec<R>, Error> {
+        self.call(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let mut out = Vec::new();
+            for d in &due {
+                let left = limit.saturating_sub(out.len());
+                if left == 0 {
+                    break;
+                }
+                let sql = expire_sql::<R>(d);
+                let left = i64::try_from(left).unwrap_or(i64::MAX);
+                out.extend(rows::<R>(&tx, &sql, &[Val::Int(d.bound), Val::Int(left)])?);
+            }
+            tx.commit()?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn touch_session(&self, juid: i64, now: i64) -> Result<bool, Error> {
+        // SQLite counts matched rows, changed or not.
+        let n = self
+            .execute(
+                "UPDATE sipjab_sessions SET last_activity = max(last_activity, ?1) WHERE juid = ?2"
+                    .to_owned(),
+                vec![Val::Int(now), Val::Int(juid)],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
+    async fn next_local_cseq(&self, id: i64) -> Result<Option<i64>, Error> {
+        self.call(move |c| {
+            Ok(c.prepare_cached(
+                "UPDATE sipjab_sip_subscriptions SET local_cseq = local_cseq + 1
+                 WHERE id = ?1 RETURNING local_cseq",
+            )?
+            .query_row([id], |r| r.get(0))
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn refresh_publication(
+        &self,
+        old_etag: &str,
+        new: Publication,
+        now: i64,
+    ) -> Result<Option<Publication>, Error> {
+        let old_etag = old_etag.to_owned();
+        self.call(move |c| {
+            let sql = format!(
+                "{REFRESH_PUBLICATION} RETURNING {}",
+                Publication::SELECT.join(", ")
+            );
+            let args = [
+                Val::from(new.etag.as_str()),
+                Val::Int(new.expires_at),
+                Val::from(new.body.as_str()),
+                Val::Int(new.updated_at),
+                Val::from(old_etag),
+                Val::Int(new.juid),
+                Val::Int(now),
+            ];
+            Ok(rows::<Publication>(c, &sql, &args)?.into_iter().next())
+        })
+        .await
+    }
+}
+
+/// The RFC 3903 refresh: new entity tag, expiry and body, if the old entity
+/// tag is still there, the publisher's and unexpired. Shared with MySQL.
+pub(crate) const REFRESH_PUBLICATION: &str = "UPDATE sipjab_publications
+    SET etag = ?, expires_at = ?, body = ?, updated_at = ?, version = version + 1
+    WHERE etag = ? AND juid = ? AND expires_at > ?";
+
+/// `INSERT ... ON CONFLICT DO UPDATE` for one row of `R`.
+fn upsert_sql<R: StateRow>() -> String {
+    format!(
+        "{} ON CONFLICT({}) DO UPDATE SET {}",
+        sql::insert::<R>(1),
+        R::CONFLICT.join(", "),
+        sql::upsert_set::<R>("max", |c| format!("excluded.{c}"))
+    )
+}
+
+/// Deletes the oldest due rows, at most `?2`, returning them.
+fn expire_sql<R: StateRow>(d: &Due) -> String {
+    let (t, pk, col, op) = (R::TABLE, R::KEY[0], d.column, d.op);
+    format!(
+        "DELETE FROM {t} WHERE {pk} IN
+           (SELECT {pk} FROM {t} WHERE {col} {op} ?1 ORDER BY {col} LIMIT ?2)
+         RETURNING {}",
+        R::SELECT.join(", ")
+    )
+}
+
+impl ToSql for Val {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self {
+            Self::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Self::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Self::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
+        })
+    }
+}
+
+/// Runs `sql` (a query, or a write with `RETURNING`) and decodes its rows.
+fn rows<R: StateRow>(c: &Connection, sql: &str, args: &[Val]) -> Result<Vec<R>, Error> {
+    let mut stmt = c.prepare_cached(sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(state_row(row)?);
+    }
+    Ok(out)
+}
+
+/// One row of a state table selected with [`StateRow::SELECT`].
+fn state_row<R: StateRow>(row: &rusqlite::Row<'_>) -> Result<R, Error> {
+    let mut v = Vec::with_capacity(R::SELECT.len());
+    for (i, column) in R::SELECT.iter().enumerate() {
+        v.push(match row.get_ref(i)? {
+            ValueRef::Null => Val::Null,
+            ValueRef::Integer(n) => Val::Int(n),
+            ValueRef::Text(t) => Val::Text(
+                String::from_utf8(t.to_vec())
+                    .map_err(|_| bad(R::TABLE, column, "not UTF-8".to_owned()))?,
+            ),
+            ValueRef::Real(_) => return Err(bad(R::TABLE, column, "a real number".to_owned())),
+            ValueRef::Blob(_) => return Err(bad(R::TABLE, column, "a blob".to_owned())),
+        });
+    }
+    R::from_values(v)
 }
 
 /// The ICQ id as the `INT` SER stores (checked by [`NetworkAccount::check`]).
@@ -420,6 +618,85 @@ mod tests {
             .expect("query")
             .collect::<Result<_, _>>()
             .expect("rows")
+    }
+
+    /// `(statement, index its plan must search)` for the state tables' hot
+    /// queries: the benchmark has 100,000 online users with a contact each.
+    fn state_queries() -> Vec<(String, &'static str)> {
+        use crate::state::{Room, RosterItem, Session, SipSubscription, q};
+        let due = |column| Due {
+            column,
+            op: "<=",
+            bound: 0,
+        };
+        vec![
+            (
+                // The key's juid range, already in contact order: a roster is
+                // mostly `from`/`both`, so a (juid, subscription) index would
+                // not pay for its writes.
+                sql::select::<RosterItem>(q::SUBSCRIBERS),
+                "sqlite_autoindex_sipjab_roster_1 (juid=?)",
+            ),
+            (sql::get::<RosterItem>(), "sqlite_autoindex_sipjab_roster_1"),
+            (sql::get::<Session>(), "INTEGER PRIMARY KEY"),
+            (
+                expire_sql::<Session>(&due("expires_at")),
+                "sipjab_sessions_expires",
+            ),
+            (
+                expire_sql::<Session>(&due("last_activity")),
+                "sipjab_sessions_activity",
+            ),
+            (
+                sql::select::<SipSubscription>(q::DIALOG),
+                "sipjab_sip_subscriptions_dialog",
+            ),
+            (
+                sql::select::<SipSubscription>(q::WITH_CONTACT),
+                "sipjab_sip_subscriptions_owner",
+            ),
+            (
+                sql::select::<SipSubscription>(q::EXPIRING),
+                "sipjab_sip_subscriptions_expires",
+            ),
+            (
+                expire_sql::<SipSubscription>(&due("expires_at")),
+                "sipjab_sip_subscriptions_expires",
+            ),
+            (
+                sql::select::<Publication>("WHERE juid = ? ORDER BY etag"),
+                "sipjab_publications_juid",
+            ),
+            (
+                expire_sql::<Publication>(&due("expires_at")),
+                "sipjab_publications_expires",
+            ),
+            (
+                sql::select::<Room>("WHERE juid = ? ORDER BY room"),
+                "sqlite_autoindex_sipjab_rooms_1",
+            ),
+            (
+                format!("DELETE FROM {} WHERE juid = ?", SipSubscription::TABLE),
+                "sipjab_sip_subscriptions_owner",
+            ),
+            (
+                format!("DELETE FROM {} WHERE juid = ?", Publication::TABLE),
+                "sipjab_publications_juid",
+            ),
+        ]
+    }
+
+    #[test]
+    fn state_queries_use_indexes() {
+        for (sql, index) in state_queries() {
+            let p = plan(&sql);
+            assert!(
+                p.iter()
+                    .any(|l| l.starts_with("SEARCH") && l.contains(index)),
+                "{sql}: {p:?}"
+            );
+            assert!(!p.iter().any(|l| l.starts_with("SCAN")), "{sql}: {p:?}");
+        }
     }
 
     #[test]
