@@ -19,7 +19,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Opts, Params, Pool, Row, TxOpts, Value};
+use mysql_async::{Opts, OptsBuilder, Params, Pool, Row, TxOpts, Value};
 
 use crate::aor::SipAor;
 use crate::error::Error;
@@ -69,10 +69,20 @@ impl Mysql {
     }
 
     fn connect(url: &str) -> Result<Self, Error> {
-        let opts = Opts::from_url(url).map_err(|_| Error::Url {
+        let mut opts = Opts::from_url(url).map_err(|_| Error::Url {
             url: redact(url),
             reason: "not a valid mysql:// URL",
         })?;
+        // mysql_async resets a connection (COM_RESET_CONNECTION) whenever it
+        // goes back to the pool, which also drops its prepared statements, so
+        // every call would prepare again: a third of the presence path's
+        // round trips. We keep no session state between calls (transactions
+        // end or roll back on drop; LAST_INSERT_ID is read from the OK
+        // packet), so skip it unless the URL asks for it.
+        if !url.contains("reset_connection=") {
+            let pool = opts.pool_opts().clone().with_reset_connection(false);
+            opts = OptsBuilder::from_opts(opts).pool_opts(pool).into();
+        }
         Ok(Self {
             pool: Pool::new(opts),
         })
@@ -273,19 +283,30 @@ impl From<Val> for Value {
     }
 }
 
-/// One attempt of [`Backend::upsert`]: the write, then the stored row (its
-/// `version`, its `id`) read back in the same transaction.
+/// One attempt of [`Backend::upsert`]: the write (one autocommitted
+/// statement), then the stored row (its `version`, its `id`) read back.
+///
+/// Not one transaction, to save two round trips on a hot path: the row read
+/// back may already hold a later writer's change, which is the stored state
+/// the caller should cache anyway. Should a remove get in between, the
+/// upsert runs again, as if it had come after the remove.
 async fn upsert_once<R: StateRow>(pool: &Pool, row: &R) -> Result<R, Error> {
-    let mut tx = pool.start_transaction(TxOpts::default()).await?;
-    tx.exec_drop(upsert_sql::<R>(1), params(row.write()))
-        .await?;
-    let got: Option<Row> = tx
-        .exec_first(sql::get_by_conflict::<R>(), params(row.conflict()))
-        .await?;
-    tx.commit().await?;
-    got.map(state_row)
-        .transpose()?
-        .ok_or_else(|| bad(R::TABLE, "?", "row missing after upsert".to_owned()))
+    let mut conn = pool.get_conn().await?;
+    for _ in 0..DEADLOCK_RETRIES {
+        conn.exec_drop(upsert_sql::<R>(1), params(row.write()))
+            .await?;
+        let got: Option<Row> = conn
+            .exec_first(sql::get_by_conflict::<R>(), params(row.conflict()))
+            .await?;
+        if let Some(got) = got {
+            return state_row(got);
+        }
+    }
+    Err(bad(
+        R::TABLE,
+        "?",
+        "row removed after every upsert".to_owned(),
+    ))
 }
 
 /// One attempt of [`Backend::upsert_many`], in multi-row statements.
@@ -300,20 +321,22 @@ async fn upsert_many_once<R: StateRow>(pool: &Pool, rows: &[R]) -> Result<(), Er
     Ok(())
 }
 
-/// One attempt of [`Backend::update`].
+/// One attempt of [`Backend::update`]: the compare-and-set (one
+/// autocommitted statement), then the stored row read back (which, as for
+/// [`upsert_once`], may include a later writer's change; `None` if a remove
+/// got in between).
 async fn update_once<R: StateRow>(pool: &Pool, row: &R) -> Result<Option<R>, Error> {
-    let mut tx = pool.start_transaction(TxOpts::default()).await?;
+    let mut conn = pool.get_conn().await?;
     let mut args = row.write();
     args.extend(row.key());
     args.push(Val::Int(row.version()));
-    tx.exec_drop(sql::update::<R>("GREATEST"), params(args))
+    conn.exec_drop(sql::update::<R>("GREATEST"), params(args))
         .await?;
     // `version` always changes, so a matched row is a changed row.
-    if tx.affected_rows() == 0 {
+    if conn.affected_rows() == 0 {
         return Ok(None);
     }
-    let got: Option<Row> = tx.exec_first(sql::get::<R>(), params(row.key())).await?;
-    tx.commit().await?;
+    let got: Option<Row> = conn.exec_first(sql::get::<R>(), params(row.key())).await?;
     got.map(state_row).transpose()
 }
 
