@@ -238,6 +238,12 @@ impl AddressRules {
         Ok(XmppTarget::Contact(bare_jid(Some(&local), &alias.domain)?))
     }
 
+    /// `<jab_id>@<component domain>`: the JID the gateway speaks as for a SIP user, with the
+    /// `jab_id` XEP-0106 escaped.
+    pub fn user_jid(&self, jab_id: &str) -> Result<BareJid, AddressError> {
+        bare_jid(Some(jab_id), &self.component_domain)
+    }
+
     /// Maps a contact's JID (its resource already dropped) to the SIP address it is seen
     /// under: `sip:user*server@<jdomain>`, or `sip:user@<alias>` for a transport JID.
     pub fn contact_to_sip(&self, jid: &BareJid) -> Result<SipUri, AddressError> {

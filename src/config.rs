@@ -54,6 +54,26 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// The account store.
     pub db: DbConfig,
+    /// Presence authorisation.
+    pub presence: PresenceConfig,
+}
+
+/// `[presence]`: who may see a SIP user's presence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresenceConfig {
+    /// What happens to an XMPP user's request to see a SIP user's presence.
+    pub authorize: Authorize,
+}
+
+/// The answer to an XMPP presence subscription request (RFC 6121 §3.1) for a SIP user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Authorize {
+    /// The SIP user decides, by answering `:allow ADDRESS` or `:deny ADDRESS`.
+    Ask,
+    /// Every request is approved (what the SER module did).
+    Accept,
+    /// Every request is refused.
+    Reject,
 }
 
 /// `[xmpp]`: where the Jabber server's component port is and who the component is.
@@ -201,6 +221,22 @@ struct RawConfig {
     gateway: RawGateway,
     #[serde(default)]
     db: RawDb,
+    #[serde(default)]
+    presence: RawPresence,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPresence {
+    authorize: String,
+}
+
+impl Default for RawPresence {
+    fn default() -> Self {
+        Self {
+            authorize: "ask".into(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -382,7 +418,8 @@ impl Config {
             "[xmpp]\nhost = {:?}\nport = {}\ndomain = {:?}\nsecret = \"***\"\nkeepalive = {}\n\n\
              [sip]\nlisten = [{}]\n{proxy}\nregistrar = {:?}\ntrusted = [{}]\n\n\
              [gateway]\njdomain = {{ domain = {:?}, delimiter = {:?} }}\naliases = [{aliases}]\n\
-             cache_time = {}\ndelay_time = {}\nqueue_limit = {}\n\n[db]\nurl = {:?}\n",
+             cache_time = {}\ndelay_time = {}\nqueue_limit = {}\n\n[db]\nurl = {:?}\n\n\
+             [presence]\nauthorize = {:?}\n",
             self.xmpp.host,
             self.xmpp.port,
             self.xmpp.domain,
@@ -396,6 +433,7 @@ impl Config {
             self.gateway.delay_time.as_secs(),
             self.gateway.queue_limit,
             self.db.url.redacted(),
+            format!("{:?}", self.presence.authorize).to_ascii_lowercase(),
         )
     }
 }
@@ -519,8 +557,20 @@ impl RawConfig {
             }
         }
         let url = p.check("db.url", DbUrl::parse(&self.db.url));
+        let authorize = match self.presence.authorize.to_ascii_lowercase().as_str() {
+            "ask" => Some(Authorize::Ask),
+            "accept" => Some(Authorize::Accept),
+            "reject" => Some(Authorize::Reject),
+            other => {
+                p.add(
+                    "presence.authorize",
+                    format!("{other:?} is not one of ask, accept, reject"),
+                );
+                None
+            }
+        };
 
-        match (domain, secret, registrar, jdomain, aliases, url) {
+        match (domain, secret, registrar, jdomain, aliases, url, authorize) {
             (
                 Some(domain),
                 Some(secret),
@@ -528,6 +578,7 @@ impl RawConfig {
                 Some(jdomain),
                 Some(aliases),
                 Some(url),
+                Some(authorize),
             ) if p.0.is_empty() => Ok(Config {
                 xmpp: XmppConfig {
                     host: x.host,
@@ -553,6 +604,7 @@ impl RawConfig {
                     queue_limit: g.queue_limit,
                 },
                 db: DbConfig { url },
+                presence: PresenceConfig { authorize },
             }),
             _ => Err(ConfigError { problems: p.0 }),
         }
@@ -832,6 +884,10 @@ url = "sqlite://var/sipjab.db"
         assert_eq!(
             problems(&SAMPLE.replace("3;aim.xmpp.test", "3;jabber.sip.test")),
             ["gateway.aliases"]
+        );
+        assert_eq!(
+            problems(&format!("{SAMPLE}[presence]\nauthorize = \"maybe\"\n")),
+            ["presence.authorize"]
         );
         assert_eq!(
             problems(&SAMPLE.replace("port = 5347", "port = \"x\"")),

@@ -27,7 +27,7 @@ use xmpp_parsers::iq::Iq;
 use xmpp_parsers::message::{Id, Lang, Message, MessageType};
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-use crate::address::{AddressRules, XmppTarget, xep0106_escape};
+use crate::address::{AddressRules, XmppTarget};
 use crate::error_map::{condition_for_status, condition_name, error_type};
 use crate::sip_to_xmpp::{chat_stanza, destination, message_text, reject};
 use crate::xmpp_to_sip::{first_line, message_request};
@@ -127,6 +127,11 @@ impl Gateway {
             counter: 0,
             nonce: fastrand::u32(..),
         }
+    }
+
+    /// The address rules.
+    pub fn rules(&self) -> &AddressRules {
+        &self.settings.rules
     }
 
     /// The component domain.
@@ -419,8 +424,11 @@ impl Gateway {
 
     /// `<jab_id>@<component domain>`, the JID the gateway speaks as for a SIP user.
     fn user_jid(&self, account: &Account) -> Result<Jid, Rejection> {
-        let text = format!("{}@{}", xep0106_escape(&account.jab_id), self.domain());
-        Jid::new(&text).map_err(|_| reject(500, "Server Internal Error (invalid jab_id)"))
+        self.settings
+            .rules
+            .user_jid(&account.jab_id)
+            .map(Jid::from)
+            .map_err(|_| reject(500, "Server Internal Error (invalid jab_id)"))
     }
 
     fn next_id(&mut self) -> String {

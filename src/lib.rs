@@ -15,6 +15,8 @@
 //!   typed in MESSAGE bodies. Pure.
 //! - [`error_map`]: SIP status <-> stanza error condition (RFC 7247 §7). Pure.
 //! - [`pidf`]: PIDF <-> XMPP presence (RFC 3863, RFC 8048 §6). Pure.
+//! - [`presence`]: sessions (`:online`, REGISTER, `cache_time`) and presence authorisation,
+//!   on the store's per-user state tables.
 //! - [`gateway`]: the message state machine: the delay queue, and the tables that route an
 //!   error back to whoever sent the failed message. Sans-IO: inputs take `now`, outputs are
 //!   polled.
@@ -40,6 +42,7 @@ pub mod config;
 pub mod error_map;
 pub mod gateway;
 pub mod pidf;
+pub mod presence;
 pub mod run;
 pub mod sip_to_xmpp;
 pub mod xmpp_to_sip;

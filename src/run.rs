@@ -30,19 +30,25 @@ use sipjab_db::{DbUrl, SipAor, Store};
 use sipjab_sip::locate::{DEFAULT_PORT, Destination, DnsLookup};
 use sipjab_sip::transport::{Incoming, SipTransport, TransportConfig};
 use sipjab_sip::{
-    Message, Method, Request, RequestDisposition, Response, StatusCode, TableOutput, Target,
-    TransactionId, TransactionTable, TransportKind, Uri, check_request,
+    Contact, Message, Method, Request, RequestDisposition, Response, StatusCode, TableOutput,
+    Target, TransactionId, TransactionTable, TransportKind, Uri, check_request,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::accounts::Accounts;
+use crate::commands::{self, Command};
 use crate::config::{Config, Proxy};
 use crate::gateway::{Gateway, Output, Settings, Token};
+use crate::presence::{PresenceSettings, Presences};
 use crate::sip_to_xmpp::{ACCEPTED_TYPES, reject};
 
 /// Methods answered here; others get 405 with this list.
-const ALLOW: &str = "MESSAGE, OPTIONS";
+const ALLOW: &str = "MESSAGE, OPTIONS, REGISTER";
+/// How often sessions are checked for `cache_time` and registration expiry.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
+/// Largest MESSAGE body read for a command.
+const COMMAND_MAX: usize = 1024;
 /// Largest request sent over UDP (RFC 3261 §18.1.1: path MTU 1500 less 200).
 const UDP_MAX: usize = 1300;
 /// How long a DNS search for a request's target may take.
@@ -53,6 +59,12 @@ pub async fn run(config: Config, db: DbUrl) -> Result<()> {
     let store = Store::open(&db)
         .await
         .with_context(|| format!("opening the account store {}", db.redacted()))?;
+    if !store.has_state_tables().await? {
+        anyhow::bail!(
+            "the account store {} has no session tables yet: run `sipjab db init` (it keeps the SER tables as they are)",
+            db.redacted()
+        );
+    }
     let (transport, incoming) = SipTransport::bind(&config.sip.listen, TransportConfig::default())
         .await
         .context("binding the SIP listeners")?;
@@ -75,13 +87,23 @@ pub async fn run(config: Config, db: DbUrl) -> Result<()> {
         store = %db.redacted(),
         "sipjab started"
     );
+    let registrar = Uri::parse(&config.sip.registrar.to_string())
+        .map_err(|e| anyhow::anyhow!("sip.registrar: {e}"))?;
     let settings = Settings {
         rules: config.gateway.rules.clone(),
-        registrar: Uri::parse(&config.sip.registrar.to_string())
-            .map_err(|e| anyhow::anyhow!("sip.registrar: {e}"))?,
+        registrar: registrar.clone(),
         delay_time: config.gateway.delay_time,
         queue_limit: config.gateway.queue_limit,
     };
+    let presences = Presences::new(
+        store.clone(),
+        PresenceSettings {
+            rules: config.gateway.rules.clone(),
+            registrar,
+            authorize: config.presence.authorize,
+            cache_time: config.gateway.cache_time,
+        },
+    );
     let dns = DnsLookup::from_system_conf().context("reading the DNS configuration")?;
     let (located_tx, mut located) = mpsc::channel(1024);
     let mut driver = Driver {
@@ -89,6 +111,7 @@ pub async fn run(config: Config, db: DbUrl) -> Result<()> {
         located_tx,
         sender: link.sender(),
         gateway: Gateway::new(settings),
+        presences,
         table: TransactionTable::new(fastrand::u64(..)),
         tokens: HashMap::new(),
         accounts: Accounts::new(store),
@@ -115,6 +138,7 @@ struct Driver {
     located_tx: mpsc::Sender<Located>,
     sender: StanzaSender,
     gateway: Gateway,
+    presences: Presences,
     table: TransactionTable,
     tokens: HashMap<TransactionId, Token>,
     accounts: Accounts,
@@ -132,6 +156,8 @@ impl Driver {
     ) -> Result<()> {
         let shutdown = shutdown_signal();
         tokio::pin!(shutdown);
+        let mut sweep = tokio::time::interval(SWEEP_INTERVAL);
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = [self.gateway.poll_timeout(), self.table.poll_timeout()]
                 .into_iter()
@@ -158,6 +184,7 @@ impl Driver {
                     None => anyhow::bail!("the component link stopped"),
                 },
                 Some(l) = located.recv() => self.handle_located(l).await,
+                _ = sweep.tick() => self.sweep_sessions().await,
                 () = sleep => self.handle_timeout().await,
             }
             self.drain().await;
@@ -188,6 +215,25 @@ impl Driver {
                     },
                     None => None,
                 };
+                let unix = unix_now();
+                if stanza.name() == "presence" {
+                    // Presence for an unknown user is dropped, as RFC 6121 §4.3 has it.
+                    let Some(account) = account else { return };
+                    let Ok(presence) = xmpp_parsers::presence::Presence::try_from(stanza) else {
+                        return;
+                    };
+                    let result = self
+                        .presences
+                        .handle_presence(unix, presence, &account)
+                        .await;
+                    return self.carry_out_presence(result).await;
+                }
+                if stanza.name() == "message"
+                    && let Some(account) = &account
+                    && let Err(e) = self.presences.handle_incoming_traffic(unix, account).await
+                {
+                    warn!(error = %e, "session update failed");
+                }
                 self.gateway.handle_stanza(now, stanza, account.as_ref());
             }
             _ => {}
@@ -264,11 +310,21 @@ impl Driver {
                     Ok(sender) => sender,
                     Err(resp) => return resp,
                 };
+                if let Some(command) = self.command_in(req) {
+                    return self.command(req, sender.as_ref(), &command).await;
+                }
                 match self.gateway.handle_message(now, req, sender.as_ref()) {
-                    Ok(()) => Response::for_request(req, StatusCode::ACCEPTED, "Accepted"),
+                    Ok(()) => {
+                        if let Some(account) = &sender {
+                            let result = self.presences.handle_activity(unix_now(), account).await;
+                            self.carry_out_presence(result).await;
+                        }
+                        Response::for_request(req, StatusCode::ACCEPTED, "Accepted")
+                    }
                     Err(rejection) => rejection.to_response(req),
                 }
             }
+            Method::Register => self.register(now, req).await,
             Method::Options => {
                 let mut resp = Response::for_request(req, StatusCode::OK, "OK");
                 resp.headers.push("Allow", ALLOW);
@@ -280,6 +336,93 @@ impl Driver {
                 resp.headers.push("Allow", ALLOW);
                 resp
             }
+        }
+    }
+
+    /// A command in a MESSAGE to a gateway address (`:online` to `sip:jabber.x.com`, or to any
+    /// user there): a short text/plain body that is one command and nothing else.
+    fn command_in(&self, req: &Request) -> Option<Command> {
+        if req.body.len() > COMMAND_MAX {
+            return None;
+        }
+        if let Ok(Some(t)) = req.headers.content_type()
+            && !(t.mtype == "text" && t.subtype == "plain")
+        {
+            return None;
+        }
+        let to = req.headers.to().ok().flatten().map(|t| t.uri);
+        let for_gateway = [Some(&req.uri), to.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(Uri::as_sip)
+            .any(|u| self.gateway.rules().is_gateway_host(&u.host.to_string()));
+        if !for_gateway {
+            return None;
+        }
+        commands::parse(std::str::from_utf8(&req.body).ok()?)
+    }
+
+    /// Carries out a command, answering as the SER sample script did: 200 when done, 404
+    /// without an account.
+    async fn command(
+        &mut self,
+        req: &Request,
+        sender: Option<&sipjab_db::Account>,
+        command: &Command,
+    ) -> Response {
+        let Some(account) = sender else {
+            return reject(404, "Not Found (no gateway account for the sender)").to_response(req);
+        };
+        if matches!(command, Command::Join { .. } | Command::Exit) {
+            return reject(501, "Not Implemented (conferences are not supported yet)")
+                .to_response(req);
+        }
+        let result = self
+            .presences
+            .handle_command(unix_now(), account, command)
+            .await;
+        match result {
+            Ok(outputs) => {
+                self.carry_out(outputs).await;
+                Response::for_request(req, StatusCode::OK, "OK")
+            }
+            Err(e) => reject(e.sip_status(), format!("Command failed ({e})")).to_response(req),
+        }
+    }
+
+    /// A REGISTER passed on by the registrar (`t_replicate`): the user is online until the
+    /// registration ends. Answered 200 with the expiry, or 404 without an account.
+    async fn register(&mut self, now: Instant, req: &Request) -> Response {
+        let Some(aor) = req
+            .headers
+            .to()
+            .ok()
+            .flatten()
+            .and_then(|to| SipAor::parse(&to.uri.to_string()).ok())
+        else {
+            return reject(400, "Bad Request (To is not a SIP address of record)").to_response(req);
+        };
+        let account = match self.accounts.by_sip(now, &aor).await {
+            Ok(Some(account)) => account,
+            Ok(None) => return reject(404, "Not Found (no gateway account)").to_response(req),
+            Err(e) => {
+                warn!(error = %e, "account store lookup failed");
+                return reject(500, "Server Internal Error (account store)").to_response(req);
+            }
+        };
+        let expires = register_expiry(req);
+        match self
+            .presences
+            .handle_register(unix_now(), &account, expires)
+            .await
+        {
+            Ok(outputs) => {
+                self.carry_out(outputs).await;
+                let mut resp = Response::for_request(req, StatusCode::OK, "OK");
+                resp.headers.push("Expires", expires.to_string());
+                resp
+            }
+            Err(e) => reject(e.sip_status(), format!("Register failed ({e})")).to_response(req),
         }
     }
 
@@ -325,11 +468,37 @@ impl Driver {
     /// Carries out what the gateway asked for.
     async fn drain(&mut self) {
         while let Some(out) = self.gateway.poll_output() {
-            match out {
-                Output::Stanza(stanza) => self.send_stanza(stanza),
-                Output::Sip { request, token } => self.send_request(request, token).await,
-            }
+            self.carry_out_one(out).await;
         }
+    }
+
+    async fn carry_out(&mut self, outputs: Vec<Output>) {
+        for out in outputs {
+            self.carry_out_one(out).await;
+        }
+    }
+
+    async fn carry_out_one(&mut self, out: Output) {
+        match out {
+            Output::Stanza(stanza) => self.send_stanza(stanza),
+            Output::Sip { request, token } => self.send_request(request, token).await,
+        }
+    }
+
+    async fn carry_out_presence(
+        &mut self,
+        result: Result<Vec<Output>, crate::presence::PresenceError>,
+    ) {
+        match result {
+            Ok(outputs) => self.carry_out(outputs).await,
+            Err(e) => warn!(error = %e, "presence update failed"),
+        }
+    }
+
+    /// Sessions past `cache_time` or their registration go offline.
+    async fn sweep_sessions(&mut self) {
+        let result = self.presences.handle_timeout(unix_now()).await;
+        self.carry_out_presence(result).await;
     }
 
     fn send_stanza(&mut self, stanza: Element) {
@@ -473,6 +642,29 @@ impl Driver {
             warn!(peer = %source.addr, error = %e, "SIP send failed");
         }
     }
+}
+
+/// How long a REGISTER binds (RFC 3261 §10.2.1.1): `Contact: *` or `Expires: 0` is 0, else the
+/// first Contact's `expires` parameter, else `Expires`, else 3600.
+fn register_expiry(req: &Request) -> u32 {
+    let header = req.headers.expires().ok().flatten();
+    match req.headers.contact() {
+        Ok(Some(Contact::Star)) => 0,
+        Ok(Some(Contact::List(list))) => list
+            .first()
+            .and_then(|c| c.params.get("expires").flatten())
+            .and_then(|e| e.parse().ok())
+            .or(header)
+            .unwrap_or(3600),
+        _ => header.unwrap_or(3600),
+    }
+}
+
+/// Unix seconds, for the store's timestamps.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// A Via sent-by: `host:port`, IPv6 in brackets.

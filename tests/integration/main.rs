@@ -10,3 +10,4 @@ mod cli;
 mod harness;
 mod messages;
 mod peers;
+mod presence;

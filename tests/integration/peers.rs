@@ -133,7 +133,7 @@ fn wait_or_kill(child: &mut Child, grace: Duration) {
 pub(crate) struct Gateway {
     child: Child,
     log: Lines,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     pub(crate) udp: SocketAddr,
     pub(crate) tcp: SocketAddr,
 }
@@ -168,6 +168,17 @@ impl Gateway {
         for (sip, jab_id) in accounts {
             sipjab_ok(dir.path(), &["account", "add", sip, jab_id]);
         }
+        Self::spawn(dir)
+    }
+
+    /// Stops this gateway and starts another on the same configuration and store.
+    pub(crate) fn restart(mut self) -> Self {
+        self.stop();
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap());
+        Self::spawn(dir)
+    }
+
+    fn spawn(dir: tempfile::TempDir) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sipjab"))
             .current_dir(dir.path())
             .env("RUST_LOG", "info")
@@ -182,7 +193,7 @@ impl Gateway {
             let needle = format!("addr={transport}:");
             let line = log
                 .expect(&needle, Duration::from_secs(10))
-                .unwrap_or_else(|| panic!("sipjab did not listen on {transport}"));
+                .unwrap_or_else(|| panic!("sipjab did not listen on {transport}:\n{}", log.all()));
             let at = line.find(&needle).unwrap() + needle.len();
             line[at..].trim().parse().unwrap()
         };
@@ -191,12 +202,24 @@ impl Gateway {
         let gw = Self {
             child,
             log,
-            _dir: dir,
+            dir,
             udp,
             tcp,
         };
         gw.expect_log("component link up", Duration::from_secs(15));
         gw
+    }
+
+    fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
+        // SIGTERM first, for the clean </stream:stream> path.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .stderr(Stdio::null())
+            .status();
+        wait_or_kill(&mut self.child, Duration::from_secs(5));
     }
 
     /// Waits for a log line; panics with the whole log if it does not come.
@@ -209,11 +232,7 @@ impl Gateway {
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        // SIGTERM first, for the clean </stream:stream> path.
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        wait_or_kill(&mut self.child, Duration::from_secs(5));
+        self.stop();
     }
 }
 
@@ -260,6 +279,49 @@ impl XmppPeer {
     pub(crate) fn send(&mut self, id: &str, to: &str, body: &str) {
         writeln!(self.stdin, "send-id {id} {to} {body}").unwrap();
         self.stdin.flush().unwrap();
+    }
+
+    /// Sends a presence of `type_` (subscribe, unsubscribe, probe...) to `to`.
+    pub(crate) fn presence(&mut self, to: &str, type_: &str) {
+        writeln!(self.stdin, "presence {to} {type_}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// The next presence from a JID starting with `from`, of `type_` ("available",
+    /// "unavailable", "subscribed", ...).
+    pub(crate) fn expect_presence(
+        &self,
+        from: &str,
+        type_: &str,
+        timeout: Duration,
+    ) -> serde_json::Value {
+        self.try_presence(from, type_, timeout).unwrap_or_else(|| {
+            panic!(
+                "{} got no {type_} presence from {from}:\n{}",
+                self.jid,
+                self.out.all()
+            )
+        })
+    }
+
+    /// [`XmppPeer::expect_presence`], if one comes in time.
+    pub(crate) fn try_presence(
+        &self,
+        from: &str,
+        type_: &str,
+        timeout: Duration,
+    ) -> Option<serde_json::Value> {
+        let parse = |line: &str| -> Option<serde_json::Value> {
+            serde_json::from_str(line.strip_prefix("presence ")?).ok()
+        };
+        let matches = |line: &str| {
+            parse(line).is_some_and(|json| {
+                json["from"].as_str().unwrap_or("").starts_with(from) && json["type"] == type_
+            })
+        };
+        self.out
+            .expect_with(matches, timeout)
+            .and_then(|l| parse(&l))
     }
 
     /// The next message whose body or id contains `needle`.
@@ -432,5 +494,57 @@ impl RawSip {
             len = body.len(),
         )
         .into_bytes()
+    }
+}
+
+/// A SIP endpoint that answers 200 OK to every request and keeps what came: the SIP user's
+/// phone behind the gateway's outbound proxy, for flows with several requests.
+pub(crate) struct SipInbox {
+    rx: Receiver<String>,
+    pub(crate) port: u16,
+}
+
+impl SipInbox {
+    pub(crate) fn start() -> Self {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = socket.local_addr().unwrap().port();
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            while let Ok((n, from)) = socket.recv_from(&mut buf) {
+                let Ok(sipjab_sip::Message::Request(req)) = sipjab_sip::parse_datagram(&buf[..n])
+                else {
+                    continue;
+                };
+                let ok = sipjab_sip::Response::for_request(&req, sipjab_sip::StatusCode::OK, "OK");
+                let _ = socket.send_to(&ok.to_bytes(), from);
+                if tx
+                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Self { rx, port }
+    }
+
+    /// The next request containing `needle`, within `timeout`.
+    pub(crate) fn expect(&self, needle: &str, timeout: Duration) -> String {
+        let end = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        loop {
+            let left = end
+                .checked_duration_since(Instant::now())
+                .unwrap_or_default();
+            match self.rx.recv_timeout(left) {
+                Ok(text) if text.contains(needle) => return text,
+                Ok(text) => seen.push(text),
+                Err(_) => panic!(
+                    "no SIP request with {needle:?}; got:\n{}",
+                    seen.join("\n---\n")
+                ),
+            }
+        }
     }
 }

@@ -6,10 +6,12 @@ driven line by line:
 
   stdin   send TO BODY...          a chat message
           send-id ID TO BODY...    the same with a stanza id
+          presence TO TYPE         a presence of that type (subscribe, unsubscribe, probe...)
           quit
   stdout  ready                    logged in, presence sent
           message {json}           a message arrived: from, to, type, id, body, subject,
                                    error (condition name, for type='error')
+          presence {json}          a presence arrived: from, type, show, status, priority
           sent ID
 
 Usage: peer.py JID PASSWORD HOST:PORT
@@ -27,6 +29,12 @@ class Peer(slixmpp.ClientXMPP):
         super().__init__(jid, password)
         self.add_event_handler("session_start", self.start)
         self.add_event_handler("message", self.on_message)
+        # Subscriptions are answered by the test, not by the library.
+        self.roster.auto_authorize = None
+        self.roster.auto_subscribe = False
+        for kind in ("available", "unavailable", "subscribe", "subscribed",
+                     "unsubscribe", "unsubscribed", "probe", "error"):
+            self.add_event_handler("presence_" + kind, self.on_presence)
         self.add_event_handler("failed_auth", lambda _: self.fail("authentication failed"))
         self.register_plugin("xep_0030")
 
@@ -54,6 +62,18 @@ class Peer(slixmpp.ClientXMPP):
             event["error_text"] = msg["error"]["text"]
         print("message " + json.dumps(event), flush=True)
 
+    def on_presence(self, pres):
+        if pres["from"].bare == self.boundjid.bare:
+            return
+        event = {
+            "from": str(pres["from"]),
+            "type": pres["type"],
+            "show": pres["show"],
+            "status": pres["status"],
+            "priority": pres["priority"],
+        }
+        print("presence " + json.dumps(event), flush=True)
+
     async def commands(self):
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
@@ -66,6 +86,11 @@ class Peer(slixmpp.ClientXMPP):
                 self.disconnect()
                 return
             verb, _, rest = line.partition(" ")
+            if verb == "presence":
+                to, _, ptype = rest.partition(" ")
+                self.send_presence(pto=to, ptype=ptype)
+                print(f"sent presence {ptype}", flush=True)
+                continue
             msg_id = None
             if verb == "send-id":
                 msg_id, _, rest = rest.partition(" ")

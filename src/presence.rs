@@ -1,0 +1,509 @@
+//! Sessions and presence authorisation: the SER module's online/offline behaviour on the
+//! component model, with RFC 6121 roster states.
+//!
+//! The SER module made a SIP user "online in the Jabber network" by logging it in. sipjab sends
+//! presence from the user's impersonated JID instead, and keeps the roster state that a server
+//! would otherwise keep.
+//!
+//! - **Sessions.** `:online`/`:on`, a REGISTER with a non-zero expiry, or any MESSAGE from the
+//!   user (the SER module logged users in on their first message) puts the user online. The
+//!   user's subscribers get available presence. `:offline`/`:off`, a REGISTER with expiry 0,
+//!   the end of the registration, or `cache_time` without traffic either way takes the user
+//!   offline, and the subscribers get unavailable presence. After `cache_time` the user also
+//!   gets an INFO notice.
+//! - **Authorisation.** An XMPP user's `subscribe` is not approved by itself (the SER module
+//!   approved every request, which let anyone watch anyone). `[presence] authorize` decides:
+//!   `ask` sends the SIP user a notice and waits for `:allow ADDRESS` or `:deny ADDRESS`;
+//!   `accept` and `reject` answer at once. Probes get the current state, but only from
+//!   subscribers.
+//!
+//! The store is the source of truth for every piece of this state. Several instances behind
+//! one component domain can therefore serve the same users, and timers are compare-and-set
+//! sweeps (`Store::expire_sessions`) that hand each expired session to exactly one instance.
+//! Times are Unix seconds, passed in by the caller.
+
+use std::time::Duration;
+
+use jid::{BareJid, Jid};
+use sipjab_db::{Account, RosterItem, Session, SessionSource, Show, Store, Subscription};
+use sipjab_sip::Uri;
+use xmpp_parsers::message::Lang;
+use xmpp_parsers::presence::{Presence, Priority, Show as XmppShow, Type};
+
+use crate::address::{AddressRules, XmppTarget};
+use crate::commands::Command;
+use crate::config::Authorize;
+use crate::gateway::Output;
+use crate::xmpp_to_sip::message_request;
+
+/// How many expired sessions one sweep takes.
+const SWEEP: usize = 500;
+
+/// Why a presence operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PresenceError {
+    /// The account store failed.
+    #[error("account store: {0}")]
+    Store(#[from] sipjab_db::Error),
+    /// An address the user typed does not name an XMPP user.
+    #[error("{0}")]
+    BadAddress(String),
+}
+
+impl PresenceError {
+    /// The SIP status for the request that caused it.
+    pub fn sip_status(&self) -> u16 {
+        match self {
+            Self::Store(_) => 500,
+            Self::BadAddress(_) => 400,
+        }
+    }
+}
+
+/// The presence settings.
+#[derive(Debug, Clone)]
+pub struct PresenceSettings {
+    /// Address rules and the component domain.
+    pub rules: AddressRules,
+    /// From of INFO notices.
+    pub registrar: Uri,
+    /// What to do with subscription requests.
+    pub authorize: Authorize,
+    /// Idle time after which a session ends; zero for never.
+    pub cache_time: Duration,
+}
+
+/// Sessions and roster state, kept in the store.
+#[derive(Debug, Clone)]
+pub struct Presences {
+    store: Store,
+    settings: PresenceSettings,
+}
+
+type Outputs = Vec<Output>;
+
+impl Presences {
+    /// Presence on top of `store`.
+    pub fn new(store: Store, settings: PresenceSettings) -> Self {
+        Self { store, settings }
+    }
+
+    /// A command from a SIP user, other than `:join` and `:exit`.
+    pub async fn handle_command(
+        &self,
+        now: i64,
+        account: &Account,
+        command: &Command,
+    ) -> Result<Outputs, PresenceError> {
+        match command {
+            Command::Online => {
+                self.go_online(now, account, SessionSource::Command, None)
+                    .await
+            }
+            Command::Offline => self.go_offline(account).await,
+            Command::Allow(who) => self.answer_request(now, account, who, true).await,
+            Command::Deny(who) => self.answer_request(now, account, who, false).await,
+            Command::Join { .. } | Command::Exit => Ok(Vec::new()),
+        }
+    }
+
+    /// A REGISTER for the user, as the registrar passed it on: online until `expires`
+    /// seconds from now, or offline for 0.
+    pub async fn handle_register(
+        &self,
+        now: i64,
+        account: &Account,
+        expires: u32,
+    ) -> Result<Outputs, PresenceError> {
+        if expires == 0 {
+            return self.go_offline(account).await;
+        }
+        let until = now.saturating_add(i64::from(expires));
+        self.go_online(now, account, SessionSource::Register, Some(until))
+            .await
+    }
+
+    /// Traffic from or to the user: the session lives on, or starts again (SER logged users
+    /// in on their first message).
+    pub async fn handle_activity(
+        &self,
+        now: i64,
+        account: &Account,
+    ) -> Result<Outputs, PresenceError> {
+        if self.store.touch_session(account.juid, now).await? {
+            return Ok(Vec::new());
+        }
+        self.go_online(now, account, SessionSource::Command, None)
+            .await
+    }
+
+    /// Traffic to the user from XMPP: keeps an open session alive, opens none.
+    pub async fn handle_incoming_traffic(
+        &self,
+        now: i64,
+        account: &Account,
+    ) -> Result<(), PresenceError> {
+        self.store.touch_session(account.juid, now).await?;
+        Ok(())
+    }
+
+    /// A presence stanza addressed to the user's JID.
+    pub async fn handle_presence(
+        &self,
+        now: i64,
+        presence: Presence,
+        account: &Account,
+    ) -> Result<Outputs, PresenceError> {
+        let Some(from) = presence.from.as_ref().map(Jid::to_bare) else {
+            return Ok(Vec::new());
+        };
+        let contact = from.to_string();
+        let user = self.user_jid(account)?;
+        let stored = self.store.roster_item(account.juid, &contact).await?;
+        let mut item = stored
+            .clone()
+            .unwrap_or_else(|| RosterItem::new(account.juid, &contact, Subscription::None, now));
+        let mut out = Vec::new();
+        match presence.type_ {
+            Type::Probe => {
+                out.push(if sees_user(item.subscription) {
+                    self.current_presence(account, &user, &from).await?
+                } else {
+                    // RFC 6121 §4.3.2: no subscription, no presence.
+                    subscription(&user, &from, Type::Unsubscribed)
+                });
+                return Ok(out);
+            }
+            Type::Subscribe => {
+                if sees_user(item.subscription) {
+                    // RFC 6121 §3.1.3: already approved, so approve again.
+                    out.push(subscription(&user, &from, Type::Subscribed));
+                    out.push(self.current_presence(account, &user, &from).await?);
+                    return Ok(out);
+                }
+                match self.settings.authorize {
+                    Authorize::Accept => {
+                        item.subscription = with_from(item.subscription, true);
+                        item.pending_in = false;
+                        out.push(subscription(&user, &from, Type::Subscribed));
+                        out.push(self.current_presence(account, &user, &from).await?);
+                    }
+                    Authorize::Reject => {
+                        out.push(subscription(&user, &from, Type::Unsubscribed));
+                        return Ok(out);
+                    }
+                    Authorize::Ask => {
+                        if !item.pending_in {
+                            item.pending_in = true;
+                            out.push(self.notice(
+                                account,
+                                &format!(
+                                    "INFO: {from} asks to see your presence. \
+                                     Answer :allow {from} or :deny {from}"
+                                ),
+                            ));
+                        }
+                    }
+                }
+            }
+            Type::Unsubscribe => {
+                item.subscription = with_from(item.subscription, false);
+                item.pending_in = false;
+                out.push(subscription(&user, &from, Type::Unavailable));
+            }
+            Type::Subscribed => {
+                item.subscription = with_to(item.subscription, true);
+                item.pending_out = false;
+            }
+            Type::Unsubscribed => {
+                item.subscription = with_to(item.subscription, false);
+                item.pending_out = false;
+            }
+            // The contact's own availability matters to SIP watchers, not to the roster.
+            Type::None | Type::Unavailable | Type::Error => return Ok(out),
+        }
+        item.updated_at = now;
+        self.save_roster_item(stored.is_some(), item).await?;
+        Ok(out)
+    }
+
+    /// Timers: sessions past their registration or idle past `cache_time`. Each expired
+    /// session is handled by exactly one instance.
+    pub async fn handle_timeout(&self, now: i64) -> Result<Outputs, PresenceError> {
+        let idle_before = (!self.settings.cache_time.is_zero()).then(|| {
+            now.saturating_sub(
+                i64::try_from(self.settings.cache_time.as_secs()).unwrap_or(i64::MAX),
+            )
+        });
+        let mut out = Vec::new();
+        loop {
+            let expired = self.store.expire_sessions(now, idle_before, SWEEP).await?;
+            let swept = expired.len();
+            for session in expired {
+                let Some(account) = self.account(session.juid).await? else {
+                    continue;
+                };
+                out.extend(self.broadcast(&account, None).await?);
+                let registration_over = session.expires_at.is_some_and(|at| at <= now);
+                if !registration_over {
+                    out.push(self.notice(
+                        &account,
+                        &format!(
+                            "INFO: you are offline in the Jabber network after {} s without \
+                             messages; any message brings you back",
+                            self.settings.cache_time.as_secs()
+                        ),
+                    ));
+                }
+            }
+            if swept < SWEEP {
+                return Ok(out);
+            }
+        }
+    }
+
+    async fn account(&self, juid: i64) -> Result<Option<Account>, PresenceError> {
+        // The store looks accounts up by SIP address or jab_id; a sweep only has the juid.
+        Ok(self
+            .store
+            .accounts()
+            .await?
+            .into_iter()
+            .find(|a| a.juid == juid))
+    }
+
+    async fn go_online(
+        &self,
+        now: i64,
+        account: &Account,
+        source: SessionSource,
+        expires_at: Option<i64>,
+    ) -> Result<Outputs, PresenceError> {
+        let mut session = self
+            .store
+            .session(account.juid)
+            .await?
+            .unwrap_or_else(|| Session::new(account.juid, source, now));
+        session.source = source;
+        session.last_activity = now;
+        session.updated_at = now;
+        session.expires_at = expires_at;
+        let session = self.store.set_session(&session).await?;
+        self.broadcast(account, Some(&session)).await
+    }
+
+    async fn go_offline(&self, account: &Account) -> Result<Outputs, PresenceError> {
+        if !self.store.remove_session(account.juid).await? {
+            return Ok(Vec::new());
+        }
+        self.broadcast(account, None).await
+    }
+
+    /// The user's presence to every subscriber: available with `session`, else unavailable.
+    async fn broadcast(
+        &self,
+        account: &Account,
+        session: Option<&Session>,
+    ) -> Result<Outputs, PresenceError> {
+        let user = self.user_jid(account)?;
+        let subscribers = self.store.subscribers(account.juid).await?;
+        Ok(subscribers
+            .iter()
+            .filter_map(|item| BareJid::new(&item.contact).ok())
+            .map(|contact| Output::Stanza(user_presence(&user, &contact, session).into()))
+            .collect())
+    }
+
+    async fn current_presence(
+        &self,
+        account: &Account,
+        user: &BareJid,
+        to: &BareJid,
+    ) -> Result<Output, PresenceError> {
+        let session = self.store.session(account.juid).await?;
+        Ok(Output::Stanza(
+            user_presence(user, to, session.as_ref()).into(),
+        ))
+    }
+
+    /// `:allow` / `:deny`: the user's answer to a subscription request.
+    async fn answer_request(
+        &self,
+        now: i64,
+        account: &Account,
+        who: &str,
+        allow: bool,
+    ) -> Result<Outputs, PresenceError> {
+        let contact = self.typed_address(who)?;
+        let user = self.user_jid(account)?;
+        let key = contact.to_string();
+        let stored = self.store.roster_item(account.juid, &key).await?;
+        let mut item = stored
+            .clone()
+            .unwrap_or_else(|| RosterItem::new(account.juid, &key, Subscription::None, now));
+        item.pending_in = false;
+        item.subscription = with_from(item.subscription, allow);
+        item.updated_at = now;
+        let mut out = vec![subscription(
+            &user,
+            &contact,
+            if allow {
+                Type::Subscribed
+            } else {
+                Type::Unsubscribed
+            },
+        )];
+        if allow {
+            out.push(self.current_presence(account, &user, &contact).await?);
+        }
+        self.save_roster_item(stored.is_some(), item).await?;
+        Ok(out)
+    }
+
+    /// Writes a roster item that was read before: compare-and-set, so a concurrent change by
+    /// another instance is not overwritten blindly (the last one is then simply stored).
+    async fn save_roster_item(&self, existed: bool, item: RosterItem) -> Result<(), PresenceError> {
+        if existed && self.store.update_roster_item(&item).await?.is_some() {
+            return Ok(());
+        }
+        self.store.set_roster_item(&item).await?;
+        Ok(())
+    }
+
+    /// An address typed in `:allow`/`:deny`: a JID, or its SIP form.
+    fn typed_address(&self, who: &str) -> Result<BareJid, PresenceError> {
+        let lower = who.to_ascii_lowercase();
+        if lower.starts_with("sip:") {
+            let aor = sipjab_db::SipAor::parse(who)
+                .map_err(|e| PresenceError::BadAddress(format!("{who}: {e}")))?;
+            return match self.settings.rules.sip_to_xmpp(aor.user(), aor.host()) {
+                Ok(XmppTarget::Contact(jid)) => Ok(jid),
+                Ok(XmppTarget::Conference { .. }) => Err(PresenceError::BadAddress(format!(
+                    "{who} is a conference, not a user"
+                ))),
+                Err(e) => Err(PresenceError::BadAddress(e.to_string())),
+            };
+        }
+        BareJid::new(who).map_err(|e| PresenceError::BadAddress(format!("{who}: {e}")))
+    }
+
+    fn user_jid(&self, account: &Account) -> Result<BareJid, PresenceError> {
+        self.settings
+            .rules
+            .user_jid(&account.jab_id)
+            .map_err(|e| PresenceError::BadAddress(e.to_string()))
+    }
+
+    fn notice(&self, account: &Account, text: &str) -> Output {
+        let to = Uri::parse(&account.sip_id).unwrap_or_else(|_| self.settings.registrar.clone());
+        Output::Sip {
+            request: message_request(&self.settings.registrar, &to, text, None),
+            token: None,
+        }
+    }
+}
+
+/// Whether the contact receives the user's presence.
+fn sees_user(s: Subscription) -> bool {
+    matches!(s, Subscription::From | Subscription::Both)
+}
+
+/// The subscription with the contact's view of the user (`from`) set or cleared.
+fn with_from(s: Subscription, on: bool) -> Subscription {
+    use Subscription as S;
+    match (s, on) {
+        (S::None | S::From, true) => S::From,
+        (S::To | S::Both, true) => S::Both,
+        (S::None | S::From, false) => S::None,
+        (S::To | S::Both, false) => S::To,
+        // A state added to the store later keeps its value until this code knows it.
+        (other, _) => other,
+    }
+}
+
+/// The subscription with the user's view of the contact (`to`) set or cleared.
+fn with_to(s: Subscription, on: bool) -> Subscription {
+    use Subscription as S;
+    match (s, on) {
+        (S::None | S::To, true) => S::To,
+        (S::From | S::Both, true) => S::Both,
+        (S::None | S::To, false) => S::None,
+        (S::From | S::Both, false) => S::From,
+        (other, _) => other,
+    }
+}
+
+/// A subscription-management presence (`subscribed`, `unsubscribed`, ...).
+fn subscription(from: &BareJid, to: &BareJid, type_: Type) -> Output {
+    let mut p = Presence::new(type_);
+    p.from = Some(from.clone().into());
+    p.to = Some(to.clone().into());
+    Output::Stanza(p.into())
+}
+
+/// The user's presence: available with the session's show, status and priority, or
+/// unavailable without a session.
+pub fn user_presence(user: &BareJid, to: &BareJid, session: Option<&Session>) -> Presence {
+    let mut p = match session {
+        Some(s) => {
+            let mut p = Presence::new(Type::None);
+            p.show = s.show.and_then(|show| match show {
+                Show::Away => Some(XmppShow::Away),
+                Show::Chat => Some(XmppShow::Chat),
+                Show::Dnd => Some(XmppShow::Dnd),
+                Show::Xa => Some(XmppShow::Xa),
+                _ => None,
+            });
+            p.priority = Priority(s.priority);
+            if let Some(status) = &s.status {
+                p.statuses.insert(Lang::new(), status.clone());
+            }
+            p
+        }
+        None => Presence::new(Type::Unavailable),
+    };
+    p.from = Some(user.clone().into());
+    p.to = Some(to.clone().into());
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscription_transitions() {
+        use Subscription as S;
+        assert_eq!(with_from(S::None, true), S::From);
+        assert_eq!(with_from(S::To, true), S::Both);
+        assert_eq!(with_from(S::Both, false), S::To);
+        assert_eq!(with_to(S::From, true), S::Both);
+        assert_eq!(with_to(S::Both, false), S::From);
+        assert_eq!(with_to(S::To, false), S::None);
+        assert!(sees_user(S::From) && sees_user(S::Both));
+        assert!(!sees_user(S::To) && !sees_user(S::None));
+    }
+
+    #[test]
+    fn presence_of_a_session() {
+        let user = BareJid::new("alice@sip.x.com").unwrap();
+        let to = BareJid::new("romeo@montague.lit").unwrap();
+        let mut session = Session::new(1, SessionSource::Command, 0);
+        session.show = Some(Show::Dnd);
+        session.status = Some("in a meeting".into());
+        session.priority = 5;
+        let p = user_presence(&user, &to, Some(&session));
+        assert_eq!(p.type_, Type::None);
+        assert_eq!(p.show, Some(XmppShow::Dnd));
+        assert_eq!(p.priority, Priority(5));
+        assert_eq!(
+            p.statuses.get(&Lang::new()),
+            Some(&"in a meeting".to_owned())
+        );
+        assert_eq!(p.from, Some(Jid::from(user.clone())));
+        let off = user_presence(&user, &to, None);
+        assert_eq!(off.type_, Type::Unavailable);
+        assert_eq!(off.to, Some(Jid::from(to)));
+    }
+}

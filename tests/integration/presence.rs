@@ -1,0 +1,152 @@
+//! Sessions and presence authorisation through a real Prosody: slixmpp as the Jabber contact,
+//! SIP requests from the test as the SIP user, and a [`SipInbox`] as the user's phone.
+
+use std::time::Duration;
+
+use crate::peers::{Gateway, RawSip, SipInbox, XmppPeer, env, serial};
+
+const ALICE: (&str, &str) = ("sip:alice@127.0.0.1", "alice");
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A MESSAGE with a command to the gateway's own domain, answered with `status`.
+fn command(sip: &RawSip, body: &str) -> u16 {
+    let req = sip.message("alice@127.0.0.1", "jabber.sip.test", body);
+    sip.request(&req).expect("an answer").status.as_u16()
+}
+
+/// Lets the probes a login sends settle. Prosody keeps rosters from earlier tests, and a
+/// fresh gateway store answers a probe for an old subscription with `unsubscribed` (RFC 6121
+/// §4.3.2.1). That would cancel a request sent at the same moment.
+fn settle() {
+    std::thread::sleep(Duration::from_secs(1));
+}
+
+/// Romeo asks to see alice's presence, and alice allows it.
+fn romeo_subscribes(romeo: &mut XmppPeer, inbox: &SipInbox, sip: &RawSip, alice: &str) {
+    settle();
+    romeo.presence(alice, "subscribe");
+    let notice = inbox.expect("asks to see your presence", WAIT);
+    assert!(notice.contains(":allow romeo@"), "{notice}");
+    assert!(
+        notice.contains("From: <sip:jabber_gateway@127.0.0.1>"),
+        "{notice}"
+    );
+    assert_eq!(command(sip, &format!(":allow {}", romeo.jid)), 200);
+    romeo.expect_presence(alice, "subscribed", WAIT);
+}
+
+fn register(sip: &RawSip, expires: u32) -> u16 {
+    let local = sip.local();
+    let n = fastrand::u32(..);
+    let req = format!(
+        "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-reg-{n};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=r{n}\r\nTo: <sip:alice@127.0.0.1>\r\n\
+         Call-ID: reg-{n}@127.0.0.1\r\nCSeq: 1 REGISTER\r\nContact: <sip:alice@{local}>\r\n\
+         Expires: {expires}\r\nContent-Length: 0\r\n\r\n"
+    );
+    sip.request(req.as_bytes())
+        .expect("an answer")
+        .status
+        .as_u16()
+}
+
+#[test]
+#[ignore = "needs Prosody"]
+fn online_and_offline_commands_flip_what_the_contact_sees() {
+    let _serial = serial();
+    let env = env();
+    let alice = format!("alice@{}", env.domain);
+    let inbox = SipInbox::start();
+    let gw = Gateway::start(&[ALICE], inbox.port);
+    let sip = RawSip::new(gw.udp);
+    let mut romeo = XmppPeer::login("romeo");
+    romeo_subscribes(&mut romeo, &inbox, &sip, &alice);
+    // Nobody is online yet: the answer to :allow carried unavailable presence.
+    romeo.expect_presence(&alice, "unavailable", WAIT);
+    assert_eq!(command(&sip, ":online"), 200);
+    romeo.expect_presence(&alice, "available", WAIT);
+    assert_eq!(command(&sip, ":off"), 200);
+    romeo.expect_presence(&alice, "unavailable", WAIT);
+    // A command from someone without an account: 404, as the SER sample script answered.
+    let stranger = sip.message("mallory@127.0.0.1", "jabber.sip.test", ":online");
+    assert_eq!(sip.request(&stranger).unwrap().status.as_u16(), 404);
+}
+
+#[test]
+#[ignore = "needs Prosody"]
+fn register_flips_the_contact_view_and_subscriptions_survive_a_restart() {
+    let _serial = serial();
+    let env = env();
+    let alice = format!("alice@{}", env.domain);
+    let inbox = SipInbox::start();
+    let gw = Gateway::start(&[ALICE], inbox.port);
+    let mut romeo = XmppPeer::login("romeo");
+    {
+        let sip = RawSip::new(gw.udp);
+        romeo_subscribes(&mut romeo, &inbox, &sip, &alice);
+        assert_eq!(register(&sip, 3600), 200);
+        romeo.expect_presence(&alice, "available", WAIT);
+        assert_eq!(register(&sip, 0), 200);
+        romeo.expect_presence(&alice, "unavailable", WAIT);
+    }
+    // A new gateway process on the same store: romeo's subscription is still there.
+    let gw = gw.restart();
+    let sip = RawSip::new(gw.udp);
+    assert_eq!(register(&sip, 3600), 200);
+    romeo.expect_presence(&alice, "available", WAIT);
+    // A probe from romeo's server is answered with the current state.
+    romeo.presence(&alice, "probe");
+    romeo.expect_presence(&alice, "available", WAIT);
+    assert_eq!(register(&sip, 0), 200);
+    romeo.expect_presence(&alice, "unavailable", WAIT);
+}
+
+#[test]
+#[ignore = "needs Prosody"]
+fn an_idle_session_ends_after_cache_time_with_a_notice() {
+    let _serial = serial();
+    let env = env();
+    let alice = format!("alice@{}", env.domain);
+    let inbox = SipInbox::start();
+    let gw = Gateway::start_with(&[ALICE], inbox.port, "", "cache_time = 2");
+    let sip = RawSip::new(gw.udp);
+    let mut romeo = XmppPeer::login("romeo");
+    romeo_subscribes(&mut romeo, &inbox, &sip, &alice);
+    assert_eq!(command(&sip, ":online"), 200);
+    romeo.expect_presence(&alice, "available", WAIT);
+    // The sweep runs every 5 s: offline within cache_time plus one sweep.
+    romeo.expect_presence(&alice, "unavailable", Duration::from_secs(15));
+    let notice = inbox.expect("you are offline in the Jabber network", WAIT);
+    assert!(notice.contains("MESSAGE sip:alice@127.0.0.1"), "{notice}");
+    // Any message brings the user back.
+    let to = format!("romeo*{}@jabber.sip.test", env.server);
+    let req = sip.message("alice@127.0.0.1", &to, "back again");
+    assert_eq!(sip.request(&req).unwrap().status.as_u16(), 202);
+    romeo.expect_presence(&alice, "available", WAIT);
+}
+
+#[test]
+#[ignore = "needs Prosody"]
+fn deny_and_reject_refuse_the_subscription() {
+    let _serial = serial();
+    let env = env();
+    let alice = format!("alice@{}", env.domain);
+    let inbox = SipInbox::start();
+    {
+        let gw = Gateway::start(&[ALICE], inbox.port);
+        let sip = RawSip::new(gw.udp);
+        let mut juliet = XmppPeer::login("juliet");
+        settle();
+        juliet.presence(&alice, "subscribe");
+        inbox.expect("juliet@", WAIT);
+        assert_eq!(command(&sip, &format!(":deny {}", juliet.jid)), 200);
+        juliet.expect_presence(&alice, "unsubscribed", WAIT);
+        assert_eq!(command(&sip, ":deny a@b@c"), 400);
+    }
+    let reject = "[presence]\nauthorize = \"reject\"";
+    let _gw = Gateway::start_with(&[ALICE], inbox.port, "", &format!("\n{reject}"));
+    let mut juliet = XmppPeer::login("juliet");
+    settle();
+    juliet.presence(&alice, "subscribe");
+    juliet.expect_presence(&alice, "unsubscribed", WAIT);
+}
