@@ -14,11 +14,84 @@
 //!   <net>_nick, type)` with `PRIMARY KEY(juid)`, so at most one row per
 //!   account and network. `icq_id` is an `INT`, the other ids `VARCHAR(128)`.
 //!
-//! We add one table of our own, `sipjab_schema(version INT)`, for the
-//! gateway's future tables, and never add columns to SER's. [`Store::init`]
-//! creates what is missing (`CREATE TABLE IF NOT EXISTS`) and is idempotent;
+//! We add tables of our own, all named `sipjab_*`, and never add columns to
+//! SER's. `sipjab_schema(version INT)` holds one row with the version of our
+//! tables. [`Store::init`] creates what is missing (`CREATE TABLE IF NOT
+//! EXISTS`), raises the version (none or 1 to 2), and is idempotent;
 //! [`Store::open`] touches no schema. SQLite gets a translation of the same
 //! DDL (`INTEGER PRIMARY KEY AUTOINCREMENT` for `juid`).
+//!
+//! # The gateway's state (schema version 2)
+//!
+//! Several gateways may serve one component domain behind one XMPP server,
+//! which spreads stanzas among them, so every piece of per-user state lives
+//! in the store and memory only caches it:
+//!
+//! | table | row | key, indexes |
+//! |---|---|---|
+//! | `sipjab_sessions` | [`Session`]: a SIP user online in XMPP | `juid`; `expires_at`, `last_activity` |
+//! | `sipjab_roster` | [`RosterItem`]: RFC 6121 subscription with a contact | `(juid, contact)` |
+//! | `sipjab_sip_subscriptions` | [`SipSubscription`]: an RFC 6665 dialog, either way | `id`; unique `(call_id, local_tag, remote_tag)`; `(juid, contact, direction)`; `expires_at` |
+//! | `sipjab_publications` | [`Publication`]: RFC 3903 state | `etag`; `juid`; `expires_at` |
+//! | `sipjab_rooms` | [`Room`]: a MUC membership | `(juid, room)` |
+//!
+//! Rows are keyed by `juid`, not `jab_id`: it is SER's primary key, which
+//! its network tables use too. It stays the same when an operator rewrites
+//! an account's `jab_id` or `sip_id`, and a 4-byte key keeps the indexes
+//! small at 100,000 accounts. The core already has the account (and its
+//! `juid`) from looking it up by SIP address or Jabber ID. There are no
+//! foreign keys, because SER's tables may be MyISAM:
+//! [`Store::remove_account`] deletes the account's state rows in its own
+//! transaction.
+//!
+//! Times are Unix seconds chosen by the caller; the store never reads the
+//! clock. JIDs, Call-IDs, tags and entity tags are compared exactly (binary
+//! collation on MySQL), so callers pass JIDs normalised. Our MySQL tables
+//! are InnoDB whatever the server's default.
+//!
+//! A database without these tables (SER's own, or version 1) still opens,
+//! and the account methods work; the state methods answer
+//! [`Error::SchemaTooOld`] ("run `sipjab db init`") until `init` has run,
+//! which a running gateway notices without restarting. A gateway checks
+//! [`Store::has_state_tables`] at start to refuse early.
+//!
+//! # Concurrency rule
+//!
+//! Two gateways may hold the same row in their caches and run the same
+//! timers. The rule:
+//!
+//! 1. **Every write raises the row's `version`.** A writer that read the row
+//!    first writes with `update_*` (compare-and-set on `version`). It gets
+//!    `None` if anyone wrote in between, and then re-reads and decides again.
+//!    `set_*` and `upsert_*` overwrite whatever is there (last writer wins)
+//!    and are for authoritative input such as a new REGISTER. Both return
+//!    the stored row with its new `version` for the cache.
+//! 2. **Counters and clocks only move forward.** `last_activity`,
+//!    `local_cseq` and `remote_cseq` are written as the larger of the stored
+//!    and the new value, so a stale copy cannot move them back. Their own
+//!    operations ([`Store::touch_session`], [`Store::next_local_cseq`],
+//!    [`Store::advance_remote_cseq`]) are single atomic statements and do not
+//!    raise `version`, so frequent touches do not fail other writers'
+//!    compare-and-set.
+//! 3. **Expiry deletes, then acts.** `expire_sessions`,
+//!    `expire_sip_subscriptions` and `expire_publications` delete the due
+//!    rows and return exactly the rows this call deleted, each to one caller
+//!    across all gateways. The caller then sends the unavailable presence or
+//!    the final NOTIFY. The condition is checked when the row is deleted, so
+//!    a row refreshed or touched just before is not expired. SQLite does
+//!    this in one `DELETE ... RETURNING` under its write lock. MySQL has no
+//!    `DELETE ... RETURNING` (MariaDB does), so it uses one transaction:
+//!    `SELECT ... FOR UPDATE` on the `expires_at` index, then `DELETE` of
+//!    exactly those keys. A second sweeper blocks on the row locks and then
+//!    skips the deleted rows. Deadlock victims are retried. Sweeps take a
+//!    `limit` so that one timer tick does bounded work.
+//! 4. **Refresh: claim, then send.** A timer that refreshes a dialog first
+//!    wins [`Store::update_sip_subscription`] with the new `expires_at`,
+//!    which moves the dialog out of [`Store::sip_subscriptions_expiring`]
+//!    for every other gateway, and only then sends the SUBSCRIBE. A PUBLISH
+//!    refresh swaps the entity tag in one conditional statement
+//!    ([`Store::refresh_publication`]), so of two gateways given the same
+//!    `SIP-If-Match` one succeeds and the other answers 412.
 //!
 //! # Backends
 //!
