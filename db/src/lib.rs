@@ -142,7 +142,7 @@ pub use aor::{Scheme, SipAor};
 pub use error::Error;
 pub use model::{Account, Network, NetworkAccount};
 pub use state::{
-    Direction, Publication, Room, RoomState, RosterItem, Session, SessionSource, Show,
+    Deadlines, Direction, Publication, Room, RoomState, RosterItem, Session, SessionSource, Show,
     SipSubscription, Subscription, SubscriptionState,
 };
 pub use store::Store;

@@ -179,6 +179,21 @@ impl Backend for Mysql {
         retry(|| update_once(&self.pool, &row)).await
     }
 
+    async fn row(&self, sql: &'static str, columns: usize) -> Result<Vec<Val>, Error> {
+        let mut conn = self.pool.get_conn().await?;
+        let row: Option<Row> = conn.query_first(sql).await?;
+        let mut out = vec![Val::Null; columns];
+        if let Some(row) = row {
+            for (o, v) in out.iter_mut().zip(values(row, "?")?) {
+                *o = match v {
+                    Value::NULL => Val::Null,
+                    v => Val::Int(int(v, "?", "?")?),
+                };
+            }
+        }
+        Ok(out)
+    }
+
     async fn execute(&self, sql: String, args: Vec<Val>) -> Result<u64, Error> {
         retry(|| async {
             let mut conn = self.pool.get_conn().await?;

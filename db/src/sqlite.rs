@@ -309,6 +309,25 @@ impl Backend for Sqlite {
         .await
     }
 
+    async fn row(&self, sql: &'static str, columns: usize) -> Result<Vec<Val>, Error> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(sql)?;
+            let mut rows = stmt.query([])?;
+            let mut out = vec![Val::Null; columns];
+            if let Some(row) = rows.next()? {
+                for (i, v) in out.iter_mut().enumerate() {
+                    *v = match row.get_ref(i)? {
+                        ValueRef::Integer(n) => Val::Int(n),
+                        ValueRef::Null => Val::Null,
+                        _ => return Err(bad("?", "?", "not an integer".to_owned())),
+                    };
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn execute(&self, sql: String, args: Vec<Val>) -> Result<u64, Error> {
         self.call(move |c| {
             let n = c
@@ -704,6 +723,29 @@ mod tests {
                 "sipjab_publications_juid",
             ),
         ]
+    }
+
+    #[test]
+    fn deadlines_read_index_ends() {
+        let p = plan(crate::state::Deadlines::SQL);
+        for index in [
+            "sipjab_sessions_expires",
+            "sipjab_sessions_activity",
+            "sipjab_sip_subscriptions_expires",
+            "sipjab_publications_expires",
+        ] {
+            assert!(
+                p.iter()
+                    .any(|l| l.starts_with("SEARCH") && l.contains(index)),
+                "{index}: {p:?}"
+            );
+        }
+        // The outer SELECT without FROM is one constant row, not a table.
+        assert!(
+            !p.iter()
+                .any(|l| l.starts_with("SCAN") && l != "SCAN CONSTANT ROW"),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -204,7 +204,6 @@ macro_rules! keywords {
     ) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
         pub enum $name { $($(#[$vmeta])* $variant,)* }
 
         impl $name {
@@ -229,7 +228,8 @@ macro_rules! keywords {
 
 keywords! {
     /// An XMPP `<show/>` value (RFC 6121 §4.7.2.1); "no `<show/>`" is
-    /// `Option::None` and stored as `none`.
+    /// `Option::None` and stored as `none`. Closed by the RFC, so matches
+    /// need no wildcard.
     pub enum Show {
         /// `away`.
         Away = "away",
@@ -244,6 +244,7 @@ keywords! {
 
 keywords! {
     /// What put a SIP user online.
+    #[non_exhaustive]
     pub enum SessionSource {
         /// A SIP REGISTER (ends with the registration).
         Register = "register",
@@ -255,7 +256,8 @@ keywords! {
 }
 
 keywords! {
-    /// The RFC 6121 §2.1.2.5 subscription state of a roster item.
+    /// The RFC 6121 §2.1.2.5 subscription state of a roster item (closed
+    /// by the RFC; pending flags are on [`RosterItem`]).
     pub enum Subscription {
         /// Neither side sees the other.
         None = "none",
@@ -294,6 +296,7 @@ keywords! {
 
 keywords! {
     /// Where a MUC membership stands.
+    #[non_exhaustive]
     pub enum RoomState {
         /// Presence sent to the room, no self-presence back yet.
         Joining = "joining",
@@ -899,6 +902,43 @@ pub(crate) struct Due {
     pub(crate) column: &'static str,
     pub(crate) op: &'static str,
     pub(crate) bound: i64,
+}
+
+/// When the next timer-driven transitions are due: the earliest times in the
+/// store, whichever gateway wrote them. `None` where a table has nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Deadlines {
+    /// The earliest session `expires_at`.
+    pub session_expires: Option<i64>,
+    /// The oldest session `last_activity` (idle expiry is this plus the
+    /// configured cache time).
+    pub oldest_activity: Option<i64>,
+    /// The earliest SIP subscription `expires_at` (refresh or expiry).
+    pub sip_subscription_expires: Option<i64>,
+    /// The earliest publication `expires_at`.
+    pub publication_expires: Option<i64>,
+}
+
+impl Deadlines {
+    /// One row, four `MIN`s, each answered from the end of an index.
+    pub(crate) const SQL: &str = "SELECT
+        (SELECT MIN(expires_at) FROM sipjab_sessions),
+        (SELECT MIN(last_activity) FROM sipjab_sessions),
+        (SELECT MIN(expires_at) FROM sipjab_sip_subscriptions),
+        (SELECT MIN(expires_at) FROM sipjab_publications)";
+
+    /// The answer to [`Deadlines::SQL`].
+    pub(crate) fn from_values(v: Vec<Val>) -> Result<Self, Error> {
+        const COLUMNS: &[&str] = &["expires_at", "last_activity", "expires_at", "expires_at"];
+        let mut r = Reader::new("sipjab_sessions", COLUMNS, v);
+        Ok(Self {
+            session_expires: r.opt_int()?,
+            oldest_activity: r.opt_int()?,
+            sip_subscription_expires: r.opt_int()?,
+            publication_expires: r.opt_int()?,
+        })
+    }
 }
 
 /// The state tables, in the order `remove_account` clears them.

@@ -11,8 +11,8 @@ use crate::mysql::Mysql;
 use crate::schema::STATE_VERSION;
 use crate::sqlite::Sqlite;
 use crate::state::{
-    Direction, Due, Publication, Room, RosterItem, Session, SipSubscription, StateRow, TOKEN_MAX,
-    Val, q, sql,
+    Deadlines, Direction, Due, Publication, Room, RosterItem, Session, SipSubscription, StateRow,
+    TOKEN_MAX, Val, q, sql,
 };
 use crate::url::DbUrl;
 
@@ -45,6 +45,8 @@ pub(crate) trait Backend {
     /// Writes `row` if the stored one still has `row.version()`; the stored
     /// row, or `None` if it changed or is gone.
     async fn update<R: StateRow>(&self, row: R) -> Result<Option<R>, Error>;
+    /// The values of the first row `sql` returns (NULL-filled if none).
+    async fn row(&self, sql: &'static str, columns: usize) -> Result<Vec<Val>, Error>;
     /// Runs one write; the number of rows it changed.
     async fn execute(&self, sql: String, args: Vec<Val>) -> Result<u64, Error>;
     /// Atomically deletes and returns at most `limit` rows matching any of
@@ -301,6 +303,14 @@ impl Store {
             return Ok(Vec::new());
         }
         dispatch!(self.expire::<R>(due, limit))
+    }
+
+    /// The earliest expiry times in the store, to set the next timer: with
+    /// several gateways a cache cannot know what the others wrote. One cheap
+    /// query (each `MIN` reads one end of an index).
+    pub async fn deadlines(&self) -> Result<Deadlines, Error> {
+        self.need_state().await?;
+        Deadlines::from_values(dispatch!(self.row(Deadlines::SQL, 4))?)
     }
 
     // -- sipjab_sessions -------------------------------------------------

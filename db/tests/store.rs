@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mysql_async::prelude::Queryable;
 use sipjab_db::{
-    DbUrl, Direction, Error, Network, NetworkAccount, Publication, Room, RoomState, RosterItem,
-    Session, SessionSource, Show, SipAor, SipSubscription, Store, Subscription, SubscriptionState,
+    DbUrl, Deadlines, Direction, Error, Network, NetworkAccount, Publication, Room, RoomState,
+    RosterItem, Session, SessionSource, Show, SipAor, SipSubscription, Store, Subscription,
+    SubscriptionState,
 };
 
 /// SER's script, as an operator ran it on MySQL.
@@ -290,6 +291,7 @@ suite!(
     concurrent_writers,
     remove_account_removes_state,
     state_input_checked,
+    deadlines,
 );
 
 async fn open_needs_init(env: &Env) {
@@ -1957,6 +1959,62 @@ async fn mysql_state_queries_use_indexes() {
         let used: Option<String> = row.get("key").expect("key column");
         assert_eq!(used.as_deref(), Some(key), "{sql}");
     }
+    // deadlines(): each MIN is read from an index end, no table visited.
+    let plan: Vec<mysql_async::Row> = conn
+        .query(
+            "EXPLAIN SELECT
+               (SELECT MIN(expires_at) FROM sipjab_sessions),
+               (SELECT MIN(last_activity) FROM sipjab_sessions),
+               (SELECT MIN(expires_at) FROM sipjab_sip_subscriptions),
+               (SELECT MIN(expires_at) FROM sipjab_publications)",
+        )
+        .await
+        .expect("explain");
+    let extras: Vec<Option<String>> = plan
+        .iter()
+        .map(|r| r.get("Extra").expect("Extra column"))
+        .collect();
+    assert_eq!(
+        extras
+            .iter()
+            .filter(|e| e.as_deref() == Some("Select tables optimized away"))
+            .count(),
+        4,
+        "{extras:?}"
+    );
     conn.disconnect().await.expect("disconnect");
     assert_eq!(store.subscribers(17).await.expect("fan-out").len(), 1);
+}
+
+async fn deadlines(env: &Env) {
+    let store = with_accounts(env).await;
+    assert_eq!(
+        store.deadlines().await.expect("empty"),
+        Deadlines::default()
+    );
+    let mut s = Session::new(1, SessionSource::Register, T0 + 5);
+    s.expires_at = Some(T0 + 300);
+    store.set_session(&s).await.expect("session");
+    store
+        .set_session(&Session::new(2, SessionSource::Command, T0 + 9))
+        .await
+        .expect("no expiry");
+    store
+        .upsert_sip_subscription(&SipSubscription::new(
+            1,
+            Direction::SipWatchesXmpp,
+            "c@x.org",
+            "cid",
+            "t",
+            "presence",
+            T0 + 60,
+            T0,
+        ))
+        .await
+        .expect("sub");
+    let d = store.deadlines().await.expect("deadlines");
+    assert_eq!(d.session_expires, Some(T0 + 300));
+    assert_eq!(d.oldest_activity, Some(T0 + 5));
+    assert_eq!(d.sip_subscription_expires, Some(T0 + 60));
+    assert_eq!(d.publication_expires, None);
 }
