@@ -84,7 +84,9 @@
 //!    `SELECT ... FOR UPDATE` on the `expires_at` index, then `DELETE` of
 //!    exactly those keys. A second sweeper blocks on the row locks and then
 //!    skips the deleted rows. Deadlock victims are retried. Sweeps take a
-//!    `limit` so that one timer tick does bounded work.
+//!    `limit` so that one timer tick does bounded work, and
+//!    [`Store::deadlines`] tells each gateway when the next row is due,
+//!    whoever wrote it.
 //! 4. **Refresh: claim, then send.** A timer that refreshes a dialog first
 //!    wins [`Store::update_sip_subscription`] with the new `expires_at`,
 //!    which moves the dialog out of [`Store::sip_subscriptions_expiring`]

@@ -27,8 +27,7 @@ use crate::aor::SipAor;
 use crate::error::Error;
 use crate::model::{Account, Network, NetworkAccount};
 use crate::schema::{self, ACCOUNT_COLUMNS, SCHEMA_VERSION};
-use crate::sqlite::REFRESH_PUBLICATION;
-use crate::state::{Due, Publication, STATE_TABLES, StateRow, Val, sql};
+use crate::state::{Due, Publication, STATE_TABLES, StateRow, Val, q, sql};
 use crate::store::{Backend, matching};
 use crate::url::redact;
 
@@ -270,6 +269,10 @@ impl Backend for Mysql {
 }
 
 /// `INSERT ... ON DUPLICATE KEY UPDATE` for `n` rows of `R`.
+///
+/// COMPAT: `VALUES(col)` is deprecated since MySQL 8.0.20 in favour of a row
+/// alias (`... AS new ... new.col`), which MariaDB does not accept; both
+/// still run `VALUES(col)`.
 fn upsert_sql<R: StateRow>(n: usize) -> String {
     format!(
         "{} ON DUPLICATE KEY UPDATE {}",
@@ -403,7 +406,7 @@ async fn refresh_publication_once(
 ) -> Result<Option<Publication>, Error> {
     let mut tx = pool.start_transaction(TxOpts::default()).await?;
     tx.exec_drop(
-        REFRESH_PUBLICATION,
+        q::REFRESH_PUBLICATION,
         (
             &new.etag,
             new.expires_at,

@@ -23,7 +23,7 @@ use crate::aor::SipAor;
 use crate::error::Error;
 use crate::model::{Account, Network, NetworkAccount};
 use crate::schema::{self, ACCOUNT_COLUMNS, SCHEMA_VERSION};
-use crate::state::{Due, Publication, STATE_TABLES, StateRow, Val, sql};
+use crate::state::{Due, Publication, STATE_TABLES, StateRow, Val, q, sql};
 use crate::store::{Backend, matching};
 
 /// How long a writer waits for another process's lock before `SQLITE_BUSY`.
@@ -390,7 +390,8 @@ impl Backend for Sqlite {
         let old_etag = old_etag.to_owned();
         self.call(move |c| {
             let sql = format!(
-                "{REFRESH_PUBLICATION} RETURNING {}",
+                "{} RETURNING {}",
+                q::REFRESH_PUBLICATION,
                 Publication::SELECT.join(", ")
             );
             let args = [
@@ -407,12 +408,6 @@ impl Backend for Sqlite {
         .await
     }
 }
-
-/// The RFC 3903 refresh: new entity tag, expiry and body, if the old entity
-/// tag is still there, the publisher's and unexpired. Shared with MySQL.
-pub(crate) const REFRESH_PUBLICATION: &str = "UPDATE sipjab_publications
-    SET etag = ?, expires_at = ?, body = ?, updated_at = ?, version = version + 1
-    WHERE etag = ? AND juid = ? AND expires_at > ?";
 
 /// `INSERT ... ON CONFLICT DO UPDATE` for one row of `R`.
 fn upsert_sql<R: StateRow>() -> String {
@@ -662,7 +657,7 @@ mod tests {
     /// `(statement, index its plan must search)` for the state tables' hot
     /// queries: the benchmark has 100,000 online users with a contact each.
     fn state_queries() -> Vec<(String, &'static str)> {
-        use crate::state::{Room, RosterItem, Session, SipSubscription, q};
+        use crate::state::{Room, RosterItem, Session, SipSubscription};
         let due = |column| Due {
             column,
             op: "<=",

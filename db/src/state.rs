@@ -964,6 +964,11 @@ pub(crate) mod q {
         "WHERE juid = ? AND contact = ? AND direction = ? ORDER BY id";
     /// Dialogs due for a refresh.
     pub(crate) const EXPIRING: &str = "WHERE expires_at <= ? ORDER BY expires_at, id LIMIT ?";
+    /// The RFC 3903 refresh: new entity tag, expiry and body, if the old
+    /// entity tag is still there, the publisher's, and unexpired.
+    pub(crate) const REFRESH_PUBLICATION: &str = "UPDATE sipjab_publications
+        SET etag = ?, expires_at = ?, body = ?, updated_at = ?, version = version + 1
+        WHERE etag = ? AND juid = ? AND expires_at > ?";
 }
 
 /// Generic statements on a [`StateRow`] table, in the SQL both dialects

@@ -684,6 +684,17 @@ mod tests {
             assert_send(&s.account_by_sip(sip));
             assert_send(&s.set_network(sip, &NetworkAccount::new(Network::Icq, "1", None, None)));
             assert_send(&s.remove_account(sip));
+            assert_send(&s.set_session(&Session::new(1, crate::SessionSource::Register, 0)));
+            assert_send(&s.update_session(&Session::new(1, crate::SessionSource::Register, 0)));
+            assert_send(&s.expire_sessions(0, None, 1));
+            assert_send(&s.subscribers(1));
+            assert_send(&s.set_roster_items(&[]));
+            assert_send(&s.next_local_cseq(1));
+            assert_send(&s.expire_sip_subscriptions(0, 1));
+            let p = Publication::new(1, "e", "b", 0, 0);
+            assert_send(&s.refresh_publication("e", &p, 0));
+            assert_send(&s.all_rooms());
+            assert_send(&s.deadlines());
         }
         let _ = calls;
     }
