@@ -204,6 +204,7 @@ macro_rules! keywords {
     ) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
         pub enum $name { $($(#[$vmeta])* $variant,)* }
 
         impl $name {
@@ -228,8 +229,7 @@ macro_rules! keywords {
 
 keywords! {
     /// An XMPP `<show/>` value (RFC 6121 §4.7.2.1); "no `<show/>`" is
-    /// `Option::None` and stored as `none`. Closed by the RFC, so matches
-    /// need no wildcard.
+    /// `Option::None` and stored as `none`.
     pub enum Show {
         /// `away`.
         Away = "away",
@@ -244,7 +244,6 @@ keywords! {
 
 keywords! {
     /// What put a SIP user online.
-    #[non_exhaustive]
     pub enum SessionSource {
         /// A SIP REGISTER (ends with the registration).
         Register = "register",
@@ -256,8 +255,8 @@ keywords! {
 }
 
 keywords! {
-    /// The RFC 6121 §2.1.2.5 subscription state of a roster item (closed
-    /// by the RFC; pending flags are on [`RosterItem`]).
+    /// The RFC 6121 §2.1.2.5 subscription state of a roster item (the
+    /// pending flags are on [`RosterItem`]).
     pub enum Subscription {
         /// Neither side sees the other.
         None = "none",
@@ -296,7 +295,6 @@ keywords! {
 
 keywords! {
     /// Where a MUC membership stands.
-    #[non_exhaustive]
     pub enum RoomState {
         /// Presence sent to the room, no self-presence back yet.
         Joining = "joining",
