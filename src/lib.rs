@@ -20,6 +20,8 @@
 //! - [`gateway`]: the message state machine: the delay queue, and the tables that route an
 //!   error back to whoever sent the failed message. Sans-IO: inputs take `now`, outputs are
 //!   polled.
+//! - [`watchers`]: SIP users watching Jabber contacts: SUBSCRIBE/NOTIFY with PIDF on one side,
+//!   an XMPP subscription on the other (RFC 6665, RFC 8048 §5.3).
 //! - [`accounts`]: the account store with a short-lived cache in front of it.
 //! - [`run`]: the only async code: the loop that drives everything above.
 //! - `sipjab-sip` (`sip/`): SIP messages, parser, transactions, UDP/TCP transport.
@@ -45,4 +47,5 @@ pub mod pidf;
 pub mod presence;
 pub mod run;
 pub mod sip_to_xmpp;
+pub mod watchers;
 pub mod xmpp_to_sip;

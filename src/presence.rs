@@ -22,6 +22,7 @@
 //! sweeps (`Store::expire_sessions`) that hand each expired session to exactly one instance.
 //! Times are Unix seconds, passed in by the caller.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use jid::{BareJid, Jid};
@@ -240,10 +241,13 @@ impl Presences {
         loop {
             let expired = self.store.expire_sessions(now, idle_before, SWEEP).await?;
             let swept = expired.len();
+            let juids: Vec<i64> = expired.iter().map(|s| s.juid).collect();
+            let accounts = accounts_by_juid(&self.store, &juids).await?;
             for session in expired {
-                let Some(account) = self.account(session.juid).await? else {
+                let Some(account) = accounts.get(&session.juid) else {
                     continue;
                 };
+                let account = account.clone();
                 out.extend(self.broadcast(&account, None).await?);
                 let registration_over = session.expires_at.is_some_and(|at| at <= now);
                 if !registration_over {
@@ -261,16 +265,6 @@ impl Presences {
                 return Ok(out);
             }
         }
-    }
-
-    async fn account(&self, juid: i64) -> Result<Option<Account>, PresenceError> {
-        // The store looks accounts up by SIP address or jab_id; a sweep only has the juid.
-        Ok(self
-            .store
-            .accounts()
-            .await?
-            .into_iter()
-            .find(|a| a.juid == juid))
     }
 
     async fn go_online(
@@ -402,6 +396,25 @@ impl Presences {
             token: None,
         }
     }
+}
+
+/// The accounts behind `juids`, for timers that only have the ids. Read once per sweep,
+/// and only when something expired.
+/// TODO: a store lookup by juid, so a sweep does not read every account.
+pub(crate) async fn accounts_by_juid(
+    store: &Store,
+    juids: &[i64],
+) -> Result<HashMap<i64, Account>, PresenceError> {
+    if juids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(store
+        .accounts()
+        .await?
+        .into_iter()
+        .filter(|a| juids.contains(&a.juid))
+        .map(|a| (a.juid, a))
+        .collect())
 }
 
 /// Whether the contact receives the user's presence.

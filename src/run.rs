@@ -37,14 +37,16 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::accounts::Accounts;
+use crate::address::XmppTarget;
 use crate::commands::{self, Command};
 use crate::config::{Config, Proxy};
 use crate::gateway::{Gateway, Output, Settings, Token};
 use crate::presence::{PresenceSettings, Presences};
-use crate::sip_to_xmpp::{ACCEPTED_TYPES, reject};
+use crate::sip_to_xmpp::{ACCEPTED_TYPES, destination, reject};
+use crate::watchers::Watchers;
 
 /// Methods answered here; others get 405 with this list.
-const ALLOW: &str = "MESSAGE, OPTIONS, REGISTER";
+const ALLOW: &str = "MESSAGE, OPTIONS, REGISTER, SUBSCRIBE";
 /// How often sessions are checked for `cache_time` and registration expiry.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Largest MESSAGE body read for a command.
@@ -95,6 +97,18 @@ pub async fn run(config: Config, db: DbUrl) -> Result<()> {
         delay_time: config.gateway.delay_time,
         queue_limit: config.gateway.queue_limit,
     };
+    let watchers = Watchers::new(store.clone(), config.gateway.rules.clone());
+    let local_contact = match transport
+        .local_addr(TransportKind::Udp)
+        .map(|a| (a, ""))
+        .or_else(|| {
+            transport
+                .local_addr(TransportKind::Tcp)
+                .map(|a| (a, ";transport=tcp"))
+        }) {
+        Some((addr, param)) => format!("sip:{}{param}", sent_by(addr)),
+        None => anyhow::bail!("sip.listen: no address to put in Contact"),
+    };
     let presences = Presences::new(
         store.clone(),
         PresenceSettings {
@@ -112,6 +126,9 @@ pub async fn run(config: Config, db: DbUrl) -> Result<()> {
         sender: link.sender(),
         gateway: Gateway::new(settings),
         presences,
+        watchers,
+        local_contact,
+        pending: Vec::new(),
         table: TransactionTable::new(fastrand::u64(..)),
         tokens: HashMap::new(),
         accounts: Accounts::new(store),
@@ -139,6 +156,11 @@ struct Driver {
     sender: StanzaSender,
     gateway: Gateway,
     presences: Presences,
+    watchers: Watchers,
+    /// The gateway's Contact URI for dialogs.
+    local_contact: String,
+    /// What to send once the current request is answered (a NOTIFY after its 200).
+    pending: Vec<Output>,
     table: TransactionTable,
     tokens: HashMap<TransactionId, Token>,
     accounts: Accounts,
@@ -219,12 +241,18 @@ impl Driver {
                 if stanza.name() == "presence" {
                     // Presence for an unknown user is dropped, as RFC 6121 §4.3 has it.
                     let Some(account) = account else { return };
-                    let Ok(presence) = xmpp_parsers::presence::Presence::try_from(stanza) else {
-                        return;
+                    let presence = match xmpp_parsers::presence::Presence::try_from(stanza) {
+                        Ok(presence) => presence,
+                        Err(e) => return debug!(error = %e, "ignoring a malformed presence"),
                     };
                     let result = self
                         .presences
-                        .handle_presence(unix, presence, &account)
+                        .handle_presence(unix, presence.clone(), &account)
+                        .await;
+                    self.carry_out_presence(result).await;
+                    let result = self
+                        .watchers
+                        .handle_presence(unix, &presence, &account, &self.local_contact)
                         .await;
                     return self.carry_out_presence(result).await;
                 }
@@ -297,6 +325,8 @@ impl Driver {
             Ok(target) => self.send(Message::Response(resp), target).await,
             Err(e) => warn!(error = %e, "cannot answer a request"),
         }
+        let after = std::mem::take(&mut self.pending);
+        self.carry_out(after).await;
     }
 
     /// The final response to a new, trusted request.
@@ -325,6 +355,9 @@ impl Driver {
                 }
             }
             Method::Register => self.register(now, req).await,
+            Method::Subscribe => self.subscribe(now, req).await,
+            // The gateway subscribes to nobody yet, so no NOTIFY matches (RFC 6665 §4.1.3).
+            Method::Notify => reject(481, "Subscription Does Not Exist").to_response(req),
             Method::Options => {
                 let mut resp = Response::for_request(req, StatusCode::OK, "OK");
                 resp.headers.push("Allow", ALLOW);
@@ -426,6 +459,39 @@ impl Driver {
         }
     }
 
+    /// A SUBSCRIBE from a SIP user to a Jabber contact's address.
+    async fn subscribe(&mut self, now: Instant, req: &Request) -> Response {
+        let to = req.headers.to().ok().flatten().map(|t| t.uri);
+        let contact = match destination(self.gateway.rules(), req, to.as_ref()) {
+            Ok((_, XmppTarget::Contact(jid))) => jid,
+            Ok((_, XmppTarget::Conference { .. })) => {
+                return reject(501, "Not Implemented (conferences are not supported yet)")
+                    .to_response(req);
+            }
+            Err(rejection) => return rejection.to_response(req),
+        };
+        let account = match self.sender_account(now, req).await {
+            Ok(Some(account)) => account,
+            Ok(None) => {
+                return reject(403, "Forbidden (no gateway account for the sender)")
+                    .to_response(req);
+            }
+            Err(resp) => return resp,
+        };
+        let result = self
+            .watchers
+            .handle_subscribe(unix_now(), req, &account, &contact, &self.local_contact)
+            .await;
+        match result {
+            Ok((resp, outputs)) => {
+                // The NOTIFY goes after the 200; the loop sends the response first.
+                self.pending.extend(outputs);
+                resp
+            }
+            Err(rejection) => rejection.to_response(req),
+        }
+    }
+
     /// The account of a request's From URI; `Err` is the response to give instead.
     async fn sender_account(
         &mut self,
@@ -495,9 +561,16 @@ impl Driver {
         }
     }
 
-    /// Sessions past `cache_time` or their registration go offline.
+    /// Sessions past `cache_time` or their registration go offline, and subscriptions past
+    /// their expiry end.
     async fn sweep_sessions(&mut self) {
-        let result = self.presences.handle_timeout(unix_now()).await;
+        let unix = unix_now();
+        let result = self.presences.handle_timeout(unix).await;
+        self.carry_out_presence(result).await;
+        let result = self
+            .watchers
+            .handle_timeout(unix, &self.local_contact)
+            .await;
         self.carry_out_presence(result).await;
     }
 

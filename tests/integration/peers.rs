@@ -181,7 +181,10 @@ impl Gateway {
     fn spawn(dir: tempfile::TempDir) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_sipjab"))
             .current_dir(dir.path())
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("SIPJAB_TEST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .arg("run")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -233,6 +236,9 @@ impl Gateway {
 impl Drop for Gateway {
     fn drop(&mut self) {
         self.stop();
+        if std::thread::panicking() {
+            eprintln!("--- sipjab's log ---\n{}", self.log.all());
+        }
     }
 }
 
@@ -278,6 +284,26 @@ impl XmppPeer {
     /// Sends a chat message with a chosen stanza id.
     pub(crate) fn send(&mut self, id: &str, to: &str, body: &str) {
         writeln!(self.stdin, "send-id {id} {to} {body}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Removes `jid` from the roster on the server, cancelling both subscriptions, and waits
+    /// until that is done: a clean start for a test, whatever earlier runs left.
+    pub(crate) fn forget(&mut self, jid: &str) {
+        writeln!(self.stdin, "forget {jid}").unwrap();
+        self.stdin.flush().unwrap();
+        assert!(
+            self.out
+                .expect(&format!("forgot {jid}"), Duration::from_secs(10))
+                .is_some(),
+            "{} could not remove {jid} from its roster",
+            self.jid
+        );
+    }
+
+    /// Broadcasts available presence with `show` (away, dnd, xa, chat) and `status`.
+    pub(crate) fn show(&mut self, show: &str, status: &str) {
+        writeln!(self.stdin, "show {show} {status}").unwrap();
         self.stdin.flush().unwrap();
     }
 
@@ -498,9 +524,12 @@ impl RawSip {
 }
 
 /// A SIP endpoint that answers 200 OK to every request and keeps what came: the SIP user's
-/// phone behind the gateway's outbound proxy, for flows with several requests.
+/// phone behind the gateway's outbound proxy, for flows with several requests. It also sends
+/// requests of its own (a SUBSCRIBE, whose NOTIFYs then come back to it).
 pub(crate) struct SipInbox {
-    rx: Receiver<String>,
+    socket: UdpSocket,
+    requests: Receiver<String>,
+    responses: Receiver<sipjab_sip::Response>,
     pub(crate) port: u16,
 }
 
@@ -508,25 +537,40 @@ impl SipInbox {
     pub(crate) fn start() -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
         let port = socket.local_addr().unwrap().port();
-        let (tx, rx) = channel();
+        let (req_tx, requests) = channel();
+        let (resp_tx, responses) = channel();
+        let reader = socket.try_clone().unwrap();
         std::thread::spawn(move || {
             let mut buf = vec![0u8; 65536];
-            while let Ok((n, from)) = socket.recv_from(&mut buf) {
-                let Ok(sipjab_sip::Message::Request(req)) = sipjab_sip::parse_datagram(&buf[..n])
-                else {
-                    continue;
-                };
-                let ok = sipjab_sip::Response::for_request(&req, sipjab_sip::StatusCode::OK, "OK");
-                let _ = socket.send_to(&ok.to_bytes(), from);
-                if tx
-                    .send(String::from_utf8_lossy(&buf[..n]).into_owned())
-                    .is_err()
-                {
-                    return;
+            while let Ok((n, from)) = reader.recv_from(&mut buf) {
+                match sipjab_sip::parse_datagram(&buf[..n]) {
+                    Ok(sipjab_sip::Message::Request(req)) => {
+                        let ok = sipjab_sip::Response::for_request(
+                            &req,
+                            sipjab_sip::StatusCode::OK,
+                            "OK",
+                        );
+                        let _ = reader.send_to(&ok.to_bytes(), from);
+                        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                        if req_tx.send(text).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(sipjab_sip::Message::Response(resp)) => {
+                        if resp_tx.send(resp).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => {}
                 }
             }
         });
-        Self { rx, port }
+        Self {
+            socket,
+            requests,
+            responses,
+            port,
+        }
     }
 
     /// The next request containing `needle`, within `timeout`.
@@ -537,7 +581,7 @@ impl SipInbox {
             let left = end
                 .checked_duration_since(Instant::now())
                 .unwrap_or_default();
-            match self.rx.recv_timeout(left) {
+            match self.requests.recv_timeout(left) {
                 Ok(text) if text.contains(needle) => return text,
                 Ok(text) => seen.push(text),
                 Err(_) => panic!(
@@ -546,5 +590,38 @@ impl SipInbox {
                 ),
             }
         }
+    }
+
+    /// Sends a SUBSCRIBE for presence from `from` to `to` and returns the final response.
+    /// `dialog` is the To tag and CSeq of a refresh in an existing dialog, with its Call-ID.
+    pub(crate) fn subscribe(
+        &self,
+        gateway: SocketAddr,
+        from: &str,
+        to: &str,
+        expires: u32,
+        dialog: Option<(&str, &str, u32)>,
+    ) -> sipjab_sip::Response {
+        let local = self.socket.local_addr().unwrap();
+        let (call_id, to_tag, cseq) = match dialog {
+            Some((call_id, tag, cseq)) => (call_id.to_owned(), format!(";tag={tag}"), cseq),
+            None => (
+                format!("sub-{}@127.0.0.1", fastrand::u32(..)),
+                String::new(),
+                1,
+            ),
+        };
+        let req = format!(
+            "SUBSCRIBE sip:{to} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-sub-{n};rport\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:{from}>;tag=watcher\r\nTo: <sip:{to}>{to_tag}\r\n\
+             Call-ID: {call_id}\r\nCSeq: {cseq} SUBSCRIBE\r\nContact: <sip:watcher@{local}>\r\n\
+             Event: presence\r\nAccept: application/pidf+xml\r\nExpires: {expires}\r\n\
+             Content-Length: 0\r\n\r\n",
+            n = fastrand::u32(..),
+        );
+        self.socket.send_to(req.as_bytes(), gateway).unwrap();
+        self.responses
+            .recv_timeout(Duration::from_secs(5))
+            .expect("an answer to SUBSCRIBE")
     }
 }

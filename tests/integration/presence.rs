@@ -23,6 +23,7 @@ fn settle() {
 
 /// Romeo asks to see alice's presence, and alice allows it.
 fn romeo_subscribes(romeo: &mut XmppPeer, inbox: &SipInbox, sip: &RawSip, alice: &str) {
+    romeo.forget(alice);
     settle();
     romeo.presence(alice, "subscribe");
     let notice = inbox.expect("asks to see your presence", WAIT);
@@ -136,6 +137,7 @@ fn deny_and_reject_refuse_the_subscription() {
         let gw = Gateway::start(&[ALICE], inbox.port);
         let sip = RawSip::new(gw.udp);
         let mut juliet = XmppPeer::login("juliet");
+        juliet.forget(&alice);
         settle();
         juliet.presence(&alice, "subscribe");
         inbox.expect("juliet@", WAIT);
@@ -146,7 +148,69 @@ fn deny_and_reject_refuse_the_subscription() {
     let reject = "[presence]\nauthorize = \"reject\"";
     let _gw = Gateway::start_with(&[ALICE], inbox.port, "", &format!("\n{reject}"));
     let mut juliet = XmppPeer::login("juliet");
+    juliet.forget(&alice);
     settle();
     juliet.presence(&alice, "subscribe");
     juliet.expect_presence(&alice, "unsubscribed", WAIT);
+}
+
+#[test]
+#[ignore = "needs Prosody"]
+fn a_sip_user_watches_a_jabber_contact() {
+    let _serial = serial();
+    let env = env();
+    let alice = format!("alice@{}", env.domain);
+    let inbox = SipInbox::start();
+    let gw = Gateway::start(&[ALICE], inbox.port);
+    let mut romeo = XmppPeer::login("romeo");
+    romeo.forget(&alice);
+    settle();
+    let romeo_sip = format!("romeo*{}@jabber.sip.test", env.server);
+    let ok = inbox.subscribe(gw.udp, "alice@127.0.0.1", &romeo_sip, 600, None);
+    assert_eq!(ok.status.as_u16(), 200, "{}", ok.reason);
+    assert_eq!(ok.headers.get("Expires"), Some("600"));
+    let to_tag = ok.headers.to().unwrap().unwrap().tag().unwrap().to_owned();
+    let call_id = ok.headers.call_id().unwrap().unwrap().to_owned();
+    // RFC 6665 §4.2.1.2: a NOTIFY at once; pending until romeo approves.
+    let pending = inbox.expect("NOTIFY", WAIT);
+    assert!(
+        pending.contains("Subscription-State: pending;expires="),
+        "{pending}"
+    );
+    romeo.expect_presence(&alice, "subscribe", WAIT);
+    romeo.presence(&alice, "subscribed");
+    let active = inbox.expect("Subscription-State: active", WAIT);
+    assert!(
+        active.contains("Content-Type: application/pidf+xml"),
+        "{active}"
+    );
+    inbox.expect("<basic>open</basic>", WAIT);
+    romeo.show("away", "At lunch");
+    let away = inbox.expect("At lunch", WAIT);
+    assert!(away.contains(">away</"), "{away}");
+    romeo.presence(&alice, "unavailable");
+    inbox.expect("<basic>closed</basic>", WAIT);
+    // Expires: 0 in the dialog ends it.
+    let bye = inbox.subscribe(
+        gw.udp,
+        "alice@127.0.0.1",
+        &romeo_sip,
+        0,
+        Some((&call_id, &to_tag, 2)),
+    );
+    assert_eq!(bye.status.as_u16(), 200);
+    inbox.expect("Subscription-State: terminated;reason=timeout", WAIT);
+    // A refresh of the ended dialog is unknown.
+    let gone = inbox.subscribe(
+        gw.udp,
+        "alice@127.0.0.1",
+        &romeo_sip,
+        600,
+        Some((&call_id, &to_tag, 3)),
+    );
+    assert_eq!(gone.status.as_u16(), 481);
+    // The XMPP subscription stays: a new SUBSCRIBE is active at once.
+    let again = inbox.subscribe(gw.udp, "alice@127.0.0.1", &romeo_sip, 600, None);
+    assert_eq!(again.status.as_u16(), 200);
+    inbox.expect("Subscription-State: active", WAIT);
 }

@@ -7,6 +7,8 @@ driven line by line:
   stdin   send TO BODY...          a chat message
           send-id ID TO BODY...    the same with a stanza id
           presence TO TYPE         a presence of that type (subscribe, unsubscribe, probe...)
+          show SHOW STATUS...      broadcast available presence with that show and status
+          forget JID               remove JID from the roster (cancels both subscriptions)
           quit
   stdout  ready                    logged in, presence sent
           message {json}           a message arrived: from, to, type, id, body, subject,
@@ -86,6 +88,17 @@ class Peer(slixmpp.ClientXMPP):
                 self.disconnect()
                 return
             verb, _, rest = line.partition(" ")
+            if verb == "forget":
+                result = self.del_roster_item(rest)
+                if result is not None:
+                    await result
+                print(f"forgot {rest}", flush=True)
+                continue
+            if verb == "show":
+                show, _, status = rest.partition(" ")
+                self.send_presence(pshow=show, pstatus=status)
+                print(f"sent show {show}", flush=True)
+                continue
             if verb == "presence":
                 to, _, ptype = rest.partition(" ")
                 self.send_presence(pto=to, ptype=ptype)
