@@ -398,23 +398,18 @@ impl Presences {
     }
 }
 
-/// The accounts behind `juids`, for timers that only have the ids. Read once per sweep,
-/// and only when something expired.
-/// TODO: a store lookup by juid, so a sweep does not read every account.
+/// The accounts behind `juids`, for timers that only have the ids.
 pub(crate) async fn accounts_by_juid(
     store: &Store,
     juids: &[i64],
 ) -> Result<HashMap<i64, Account>, PresenceError> {
-    if juids.is_empty() {
-        return Ok(HashMap::new());
+    let mut accounts = HashMap::with_capacity(juids.len());
+    for &juid in juids {
+        if let Some(account) = store.account_by_juid(juid).await? {
+            accounts.insert(juid, account);
+        }
     }
-    Ok(store
-        .accounts()
-        .await?
-        .into_iter()
-        .filter(|a| juids.contains(&a.juid))
-        .map(|a| (a.juid, a))
-        .collect())
+    Ok(accounts)
 }
 
 /// Whether the contact receives the user's presence.

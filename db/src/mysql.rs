@@ -140,6 +140,17 @@ impl Backend for Mysql {
         row.map(account).transpose()
     }
 
+    async fn account_by_juid(&self, juid: i64) -> Result<Option<Account>, Error> {
+        let mut conn = self.pool.get_conn().await?;
+        let row: Option<Row> = conn
+            .exec_first(
+                format!("SELECT {ACCOUNT_COLUMNS} FROM jusers WHERE juid = ?"),
+                (juid,),
+            )
+            .await?;
+        row.map(account).transpose()
+    }
+
     async fn remove_account(&self, sip: &SipAor, state: bool) -> Result<bool, Error> {
         retry(|| remove_account_once(&self.pool, sip, state)).await
     }

@@ -202,6 +202,15 @@ impl Backend for Sqlite {
         .await
     }
 
+    async fn account_by_juid(&self, juid: i64) -> Result<Option<Account>, Error> {
+        self.call(move |c| {
+            let mut stmt = c.prepare_cached(BY_JUID)?;
+            let mut rows = stmt.query([juid])?;
+            rows.next()?.map(account).transpose()
+        })
+        .await
+    }
+
     async fn remove_account(&self, sip: &SipAor, state: bool) -> Result<bool, Error> {
         let sip = sip.clone();
         self.call(move |c| {
@@ -484,6 +493,8 @@ const CANDIDATES: &str = "SELECT juid, jab_id, jab_passwd, sip_id, type FROM jus
 /// Looks an account up by Jabber ID on the `COLLATE NOCASE` index of `jab_id`.
 const BY_JAB_ID: &str = "SELECT juid, jab_id, jab_passwd, sip_id, type FROM jusers
     WHERE jab_id = ?1 COLLATE NOCASE ORDER BY juid LIMIT 1";
+
+const BY_JUID: &str = "SELECT juid, jab_id, jab_passwd, sip_id, type FROM jusers WHERE juid = ?1";
 
 /// Rows whose `sip_id` starts with `sip:user@` in any case, on the NOCASE index.
 fn candidates(c: &Connection, sip: &SipAor) -> Result<Vec<Account>, Error> {

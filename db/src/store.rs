@@ -28,6 +28,7 @@ pub(crate) trait Backend {
     async fn accounts(&self) -> Result<Vec<Account>, Error>;
     async fn account_by_sip(&self, sip: &SipAor) -> Result<Option<Account>, Error>;
     async fn account_by_jab_id(&self, jab_id: &str) -> Result<Option<Account>, Error>;
+    async fn account_by_juid(&self, juid: i64) -> Result<Option<Account>, Error>;
     /// `state`: the state tables exist and lose the account's rows too.
     async fn remove_account(&self, sip: &SipAor, state: bool) -> Result<bool, Error>;
     async fn set_network(&self, sip: &SipAor, n: &NetworkAccount) -> Result<(), Error>;
@@ -192,6 +193,11 @@ impl Store {
     /// default collations do).
     pub async fn account_by_jab_id(&self, jab_id: &str) -> Result<Option<Account>, Error> {
         dispatch!(self.account_by_jab_id(jab_id))
+    }
+
+    /// The account with this `juid`, the key the state tables use (timers have only it).
+    pub async fn account_by_juid(&self, juid: i64) -> Result<Option<Account>, Error> {
+        dispatch!(self.account_by_juid(juid))
     }
 
     /// Removes the account for `sip` and its network rows in one transaction;

@@ -382,6 +382,11 @@ async fn add_list_show_remove(env: &Env) {
         store.account_by_jab_id("carol").await.expect("by jab id"),
         None
     );
+    assert_eq!(
+        store.account_by_juid(bob.juid).await.expect("by juid"),
+        Some(bob.clone())
+    );
+    assert_eq!(store.account_by_juid(-1).await.expect("by juid"), None);
 
     // A second handle (e.g. the CLI) sees the same data.
     let other = Store::open(&env.url).await.expect("open");
