@@ -11,6 +11,10 @@
 //!   the end of the registration, or `cache_time` without traffic either way takes the user
 //!   offline, and the subscribers get unavailable presence. After `cache_time` the user also
 //!   gets an INFO notice.
+//! - **Published state** (RFC 3903). A PUBLISH of a PIDF document sets the user's show,
+//!   status and priority (RFC 8048 §6.3 mapping), and `closed` takes the user offline. Entity
+//!   tags and expiry follow RFC 3903; the end of the publication leaves the session plain
+//!   available, or ends it if the publication had opened it.
 //! - **Authorisation.** An XMPP user's `subscribe` is not approved by itself (the SER module
 //!   approved every request, which let anyone watch anyone). `[presence] authorize` decides:
 //!   `ask` sends the SIP user a notice and waits for `:allow ADDRESS` or `:deny ADDRESS`;
@@ -26,8 +30,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use jid::{BareJid, Jid};
-use sipjab_db::{Account, RosterItem, Session, SessionSource, Show, Store, Subscription};
-use sipjab_sip::Uri;
+use sipjab_db::{
+    Account, Publication, RosterItem, Session, SessionSource, Show, Store, Subscription,
+};
+use sipjab_sip::{Rejection, Request, Uri};
 use xmpp_parsers::message::Lang;
 use xmpp_parsers::presence::{Presence, Priority, Show as XmppShow, Type};
 
@@ -35,10 +41,27 @@ use crate::address::{AddressRules, XmppTarget};
 use crate::commands::Command;
 use crate::config::Authorize;
 use crate::gateway::Output;
+use crate::pidf;
+use crate::sip_to_xmpp::reject;
 use crate::xmpp_to_sip::message_request;
 
 /// How many expired sessions one sweep takes.
 const SWEEP: usize = 500;
+/// The longest publication granted, and the default (RFC 3903 §5, presence: 3600 s).
+const PUBLISH_MAX: u32 = 3600;
+/// The shortest publication accepted (RFC 3903 §6: 423 with Min-Expires below it).
+const PUBLISH_MIN: u32 = 60;
+
+/// An accepted PUBLISH: the entity tag and expiry for the 200, and what to send.
+#[derive(Debug)]
+pub struct Published {
+    /// `SIP-ETag` of the response.
+    pub etag: String,
+    /// `Expires` of the response.
+    pub expires: u32,
+    /// Presence to send.
+    pub outputs: Vec<Output>,
+}
 
 /// Why a presence operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +146,165 @@ impl Presences {
         let until = now.saturating_add(i64::from(expires));
         self.go_online(now, account, SessionSource::Register, Some(until))
             .await
+    }
+
+    /// A PUBLISH of the user's presence (RFC 3903 §6): initial, refresh, modify or remove.
+    /// Bad input is refused and changes nothing.
+    pub async fn handle_publish(
+        &self,
+        now: i64,
+        req: &Request,
+        account: &Account,
+    ) -> Result<Published, Rejection> {
+        let event = req.headers.event().ok().flatten();
+        if !event.is_some_and(|e| e.package.eq_ignore_ascii_case("presence")) {
+            let mut r = reject(489, "Bad Event");
+            r.headers.push(("Allow-Events".into(), "presence".into()));
+            return Err(r);
+        }
+        let expires = req.headers.expires().ok().flatten().unwrap_or(PUBLISH_MAX);
+        if expires > 0 && expires < PUBLISH_MIN {
+            let mut r = reject(423, "Interval Too Brief");
+            r.headers
+                .push(("Min-Expires".into(), PUBLISH_MIN.to_string()));
+            return Err(r);
+        }
+        let expires = expires.min(PUBLISH_MAX);
+        let document = if req.body.is_empty() {
+            None
+        } else {
+            match req.headers.content_type() {
+                Ok(Some(t)) if t.essence() == pidf::CONTENT_TYPE => {}
+                _ => {
+                    let mut r = reject(415, "Unsupported Media Type");
+                    r.headers.push(("Accept".into(), pidf::CONTENT_TYPE.into()));
+                    return Err(r);
+                }
+            }
+            pidf::parse(&req.body).map_err(|e| e.rejection())?;
+            Some(String::from_utf8_lossy(&req.body).into_owned())
+        };
+        let store_err = |e: sipjab_db::Error| {
+            tracing::warn!(error = %e, "publication store failed");
+            reject(500, "Server Internal Error (account store)")
+        };
+        let if_match = req.headers.get("SIP-If-Match").map(str::trim);
+        let expires_at = now.saturating_add(i64::from(expires));
+        let Some(old_etag) = if_match else {
+            let Some(body) = document else {
+                return Err(reject(400, "Bad Request (initial PUBLISH without a body)"));
+            };
+            if expires == 0 {
+                return Err(reject(400, "Bad Request (initial PUBLISH with Expires: 0)"));
+            }
+            let etag = new_etag();
+            let publication = Publication::new(account.juid, &etag, &body, expires_at, now);
+            self.store
+                .set_publication(&publication)
+                .await
+                .map_err(store_err)?;
+            let outputs = self.apply(now, account, Some(&body)).await.map_err(|e| {
+                tracing::warn!(error = %e, "presence update failed");
+                reject(500, "Server Internal Error (presence)")
+            })?;
+            return Ok(Published {
+                etag,
+                expires,
+                outputs,
+            });
+        };
+        let stale = || reject(412, "Conditional Request Failed");
+        let old = self
+            .store
+            .publication_by_etag(old_etag)
+            .await
+            .map_err(store_err)?
+            .filter(|p| p.juid == account.juid && p.expires_at > now)
+            .ok_or_else(stale)?;
+        let applied = |r: Result<Outputs, PresenceError>| {
+            r.map_err(|e| {
+                tracing::warn!(error = %e, "presence update failed");
+                reject(500, "Server Internal Error (presence)")
+            })
+        };
+        if expires == 0 {
+            if !self
+                .store
+                .remove_publication(old_etag)
+                .await
+                .map_err(store_err)?
+            {
+                return Err(stale());
+            }
+            let outputs = applied(self.apply(now, account, None).await)?;
+            return Ok(Published {
+                etag: old_etag.to_owned(),
+                expires: 0,
+                outputs,
+            });
+        }
+        let etag = new_etag();
+        let body = document.clone().unwrap_or(old.body);
+        let new = Publication::new(account.juid, &etag, &body, expires_at, now);
+        self.store
+            .refresh_publication(old_etag, &new, now)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(stale)?;
+        let outputs = match document {
+            Some(body) => applied(self.apply(now, account, Some(&body)).await)?,
+            None => Vec::new(),
+        };
+        Ok(Published {
+            etag,
+            expires,
+            outputs,
+        })
+    }
+
+    /// Makes published state the user's presence: an open document sets show, status and
+    /// priority; a closed one, or `None` (the publication ended), takes them back.
+    async fn apply(
+        &self,
+        now: i64,
+        account: &Account,
+        document: Option<&str>,
+    ) -> Result<Outputs, PresenceError> {
+        let presence = document
+            .and_then(|body| pidf::parse(body.as_bytes()).ok())
+            .map(|doc| doc.to_presence(None));
+        let stored = self.store.session(account.juid).await?;
+        match presence {
+            Some(p) if p.type_ == Type::None => {
+                let mut session = stored
+                    .unwrap_or_else(|| Session::new(account.juid, SessionSource::Publish, now));
+                session.show = p.show.and_then(|show| match show {
+                    XmppShow::Away => Some(Show::Away),
+                    XmppShow::Chat => Some(Show::Chat),
+                    XmppShow::Dnd => Some(Show::Dnd),
+                    XmppShow::Xa => Some(Show::Xa),
+                });
+                session.status = p.statuses.values().next().cloned();
+                session.priority = p.priority.0;
+                session.last_activity = now;
+                session.updated_at = now;
+                let session = self.store.set_session(&session).await?;
+                self.broadcast(account, Some(&session)).await
+            }
+            Some(_) => self.go_offline(account).await,
+            None => match stored {
+                Some(s) if s.source == SessionSource::Publish => self.go_offline(account).await,
+                Some(mut s) => {
+                    s.show = None;
+                    s.status = None;
+                    s.priority = 0;
+                    s.updated_at = now;
+                    let s = self.store.set_session(&s).await?;
+                    self.broadcast(account, Some(&s)).await
+                }
+                None => Ok(Vec::new()),
+            },
+        }
     }
 
     /// Traffic from or to the user: the session lives on, or starts again (SER logged users
@@ -259,6 +441,20 @@ impl Presences {
                             self.settings.cache_time.as_secs()
                         ),
                     ));
+                }
+            }
+            if swept < SWEEP {
+                break;
+            }
+        }
+        loop {
+            let ended = self.store.expire_publications(now, SWEEP).await?;
+            let swept = ended.len();
+            let juids: Vec<i64> = ended.iter().map(|p| p.juid).collect();
+            let accounts = accounts_by_juid(&self.store, &juids).await?;
+            for publication in ended {
+                if let Some(account) = accounts.get(&publication.juid) {
+                    out.extend(self.apply(now, account, None).await?);
                 }
             }
             if swept < SWEEP {
@@ -410,6 +606,11 @@ pub(crate) async fn accounts_by_juid(
         }
     }
     Ok(accounts)
+}
+
+/// A fresh entity tag (RFC 3903 §4.1: unique for the publication; 128 random bits).
+fn new_etag() -> String {
+    format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
 }
 
 /// Whether the contact receives the user's presence.

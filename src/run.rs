@@ -46,7 +46,7 @@ use crate::sip_to_xmpp::{ACCEPTED_TYPES, destination, reject};
 use crate::watchers::Watchers;
 
 /// Methods answered here; others get 405 with this list.
-const ALLOW: &str = "MESSAGE, OPTIONS, REGISTER, SUBSCRIBE";
+const ALLOW: &str = "MESSAGE, OPTIONS, REGISTER, SUBSCRIBE, PUBLISH";
 /// How often sessions are checked for `cache_time` and registration expiry.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// Largest MESSAGE body read for a command.
@@ -356,6 +356,7 @@ impl Driver {
             }
             Method::Register => self.register(now, req).await,
             Method::Subscribe => self.subscribe(now, req).await,
+            Method::Publish => self.publish(now, req).await,
             // The gateway subscribes to nobody yet, so no NOTIFY matches (RFC 6665 §4.1.3).
             Method::Notify => reject(481, "Subscription Does Not Exist").to_response(req),
             Method::Options => {
@@ -423,9 +424,13 @@ impl Driver {
         }
     }
 
-    /// A REGISTER passed on by the registrar (`t_replicate`): the user is online until the
-    /// registration ends. Answered 200 with the expiry, or 404 without an account.
-    async fn register(&mut self, now: Instant, req: &Request) -> Response {
+    /// The account of the To address of record (the user a REGISTER or PUBLISH is about);
+    /// `Err` is the response to give instead.
+    async fn to_account(
+        &mut self,
+        now: Instant,
+        req: &Request,
+    ) -> Result<sipjab_db::Account, Response> {
         let Some(aor) = req
             .headers
             .to()
@@ -433,15 +438,48 @@ impl Driver {
             .flatten()
             .and_then(|to| SipAor::parse(&to.uri.to_string()).ok())
         else {
-            return reject(400, "Bad Request (To is not a SIP address of record)").to_response(req);
+            return Err(
+                reject(400, "Bad Request (To is not a SIP address of record)").to_response(req),
+            );
         };
-        let account = match self.accounts.by_sip(now, &aor).await {
-            Ok(Some(account)) => account,
-            Ok(None) => return reject(404, "Not Found (no gateway account)").to_response(req),
+        match self.accounts.by_sip(now, &aor).await {
+            Ok(Some(account)) => Ok(account),
+            Ok(None) => Err(reject(404, "Not Found (no gateway account)").to_response(req)),
             Err(e) => {
                 warn!(error = %e, "account store lookup failed");
-                return reject(500, "Server Internal Error (account store)").to_response(req);
+                Err(reject(500, "Server Internal Error (account store)").to_response(req))
             }
+        }
+    }
+
+    /// A PUBLISH of the user's presence (RFC 3903): 200 with `SIP-ETag` and `Expires`.
+    async fn publish(&mut self, now: Instant, req: &Request) -> Response {
+        let account = match self.to_account(now, req).await {
+            Ok(account) => account,
+            Err(resp) => return resp,
+        };
+        match self
+            .presences
+            .handle_publish(unix_now(), req, &account)
+            .await
+        {
+            Ok(published) => {
+                self.pending.extend(published.outputs);
+                let mut resp = Response::for_request(req, StatusCode::OK, "OK");
+                resp.headers.push("SIP-ETag", published.etag);
+                resp.headers.push("Expires", published.expires.to_string());
+                resp
+            }
+            Err(rejection) => rejection.to_response(req),
+        }
+    }
+
+    /// A REGISTER passed on by the registrar (`t_replicate`): the user is online until the
+    /// registration ends. Answered 200 with the expiry, or 404 without an account.
+    async fn register(&mut self, now: Instant, req: &Request) -> Response {
+        let account = match self.to_account(now, req).await {
+            Ok(account) => account,
+            Err(resp) => return resp,
         };
         let expires = register_expiry(req);
         match self

@@ -214,3 +214,76 @@ fn a_sip_user_watches_a_jabber_contact() {
     assert_eq!(again.status.as_u16(), 200);
     inbox.expect("Subscription-State: active", WAIT);
 }
+
+/// A PUBLISH from alice of `body` (a PIDF document, or none), with `SIP-If-Match`.
+fn publish(sip: &RawSip, body: &str, expires: u32, if_match: Option<&str>) -> sipjab_sip::Response {
+    let local = sip.local();
+    let n = fastrand::u32(..);
+    let if_match = if_match.map_or_else(String::new, |e| format!("SIP-If-Match: {e}\r\n"));
+    let content_type = if body.is_empty() {
+        String::new()
+    } else {
+        "Content-Type: application/pidf+xml\r\n".to_owned()
+    };
+    let req = format!(
+        "PUBLISH sip:alice@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-pub-{n};rport\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:alice@127.0.0.1>;tag=p{n}\r\nTo: <sip:alice@127.0.0.1>\r\n\
+         Call-ID: pub-{n}@127.0.0.1\r\nCSeq: 1 PUBLISH\r\nEvent: presence\r\nExpires: {expires}\r\n\
+         {if_match}{content_type}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    sip.request(req.as_bytes()).expect("an answer to PUBLISH")
+}
+
+const AWAY: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<presence xmlns="urn:ietf:params:xml:ns:pidf" entity="sip:alice@127.0.0.1">
+  <tuple id="phone"><status><basic>open</basic></status><note>Gone fishing</note></tuple>
+  <dm:person xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model" xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid" id="p1">
+    <rpid:activities><rpid:away/></rpid:activities>
+  </dm:person>
+</presence>"#;
+
+#[test]
+#[ignore = "needs Prosody"]
+fn publish_sets_what_the_contact_sees_and_bad_pidf_changes_nothing() {
+    let _serial = serial();
+    let env = env();
+    let alice = format!("alice@{}", env.domain);
+    let inbox = SipInbox::start();
+    let gw = Gateway::start(&[ALICE], inbox.port);
+    let sip = RawSip::new(gw.udp);
+    let mut romeo = XmppPeer::login("romeo");
+    romeo_subscribes(&mut romeo, &inbox, &sip, &alice);
+    let ok = publish(&sip, AWAY, 600, None);
+    assert_eq!(ok.status.as_u16(), 200, "{}", ok.reason);
+    assert_eq!(ok.headers.get("Expires"), Some("600"));
+    let etag = ok
+        .headers
+        .get("SIP-ETag")
+        .expect("an entity tag")
+        .to_owned();
+    let seen = romeo.expect_presence(&alice, "available", WAIT);
+    assert_eq!(seen["show"], "away");
+    assert_eq!(seen["status"], "Gone fishing");
+    // Malformed PIDF: 400, and romeo sees nothing new.
+    let bad = publish(&sip, "<presence><tuple>", 600, None);
+    assert_eq!(bad.status.as_u16(), 400);
+    assert!(
+        romeo
+            .try_presence(&alice, "available", Duration::from_secs(2))
+            .is_none()
+    );
+    // A refresh naming an unknown entity tag: 412.
+    assert_eq!(
+        publish(&sip, "", 600, Some("no-such-etag")).status.as_u16(),
+        412
+    );
+    // A refresh without a body keeps the state and changes the tag.
+    let refreshed = publish(&sip, "", 600, Some(&etag));
+    assert_eq!(refreshed.status.as_u16(), 200);
+    let etag2 = refreshed.headers.get("SIP-ETag").unwrap().to_owned();
+    assert_ne!(etag2, etag);
+    // Removing the publication that opened the session takes alice offline.
+    assert_eq!(publish(&sip, "", 0, Some(&etag2)).status.as_u16(), 200);
+    romeo.expect_presence(&alice, "unavailable", WAIT);
+}

@@ -34,8 +34,9 @@ class Peer(slixmpp.ClientXMPP):
         # Subscriptions are answered by the test, not by the library.
         self.roster.auto_authorize = None
         self.roster.auto_subscribe = False
-        for kind in ("available", "unavailable", "subscribe", "subscribed",
-                     "unsubscribe", "unsubscribed", "probe", "error"):
+        # slixmpp names available presence with a <show/> after the show (presence_away).
+        for kind in ("available", "away", "chat", "dnd", "xa", "unavailable", "subscribe",
+                     "subscribed", "unsubscribe", "unsubscribed", "probe", "error"):
             self.add_event_handler("presence_" + kind, self.on_presence)
         self.add_event_handler("failed_auth", lambda _: self.fail("authentication failed"))
         self.register_plugin("xep_0030")
@@ -67,9 +68,12 @@ class Peer(slixmpp.ClientXMPP):
     def on_presence(self, pres):
         if pres["from"].bare == self.boundjid.bare:
             return
+        ptype = pres["type"]
+        if ptype in ("away", "chat", "dnd", "xa"):
+            ptype = "available"
         event = {
             "from": str(pres["from"]),
-            "type": pres["type"],
+            "type": ptype,
             "show": pres["show"],
             "status": pres["status"],
             "priority": pres["priority"],
