@@ -278,11 +278,11 @@ impl Presences {
             Some(p) if p.type_ == Type::None => {
                 let mut session = stored
                     .unwrap_or_else(|| Session::new(account.juid, SessionSource::Publish, now));
-                session.show = p.show.and_then(|show| match show {
-                    XmppShow::Away => Some(Show::Away),
-                    XmppShow::Chat => Some(Show::Chat),
-                    XmppShow::Dnd => Some(Show::Dnd),
-                    XmppShow::Xa => Some(Show::Xa),
+                session.show = p.show.map(|show| match show {
+                    XmppShow::Away => Show::Away,
+                    XmppShow::Chat => Show::Chat,
+                    XmppShow::Dnd => Show::Dnd,
+                    XmppShow::Xa => Show::Xa,
                 });
                 session.status = p.statuses.values().next().cloned();
                 session.priority = p.priority.0;

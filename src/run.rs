@@ -426,7 +426,7 @@ impl Driver {
 
     /// The account of the To address of record (the user a REGISTER or PUBLISH is about);
     /// `Err` is the response to give instead.
-    async fn to_account(
+    async fn addressee_account(
         &mut self,
         now: Instant,
         req: &Request,
@@ -454,7 +454,7 @@ impl Driver {
 
     /// A PUBLISH of the user's presence (RFC 3903): 200 with `SIP-ETag` and `Expires`.
     async fn publish(&mut self, now: Instant, req: &Request) -> Response {
-        let account = match self.to_account(now, req).await {
+        let account = match self.addressee_account(now, req).await {
             Ok(account) => account,
             Err(resp) => return resp,
         };
@@ -477,7 +477,7 @@ impl Driver {
     /// A REGISTER passed on by the registrar (`t_replicate`): the user is online until the
     /// registration ends. Answered 200 with the expiry, or 404 without an account.
     async fn register(&mut self, now: Instant, req: &Request) -> Response {
-        let account = match self.to_account(now, req).await {
+        let account = match self.addressee_account(now, req).await {
             Ok(account) => account,
             Err(resp) => return resp,
         };
