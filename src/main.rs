@@ -123,7 +123,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    // One thread: the gateway is one loop, and waking it across threads for every
+    // datagram and stanza costs more CPU than it saves. Blocking store calls still run on
+    // tokio's blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
     {

@@ -103,19 +103,49 @@ pub struct PresenceSettings {
 pub struct Presences {
     store: Store,
     settings: PresenceSettings,
+    /// When this instance last wrote each user's activity to the store. Messages in between
+    /// do not touch the store: `cache_time` is measured in whole sweeps anyway.
+    touched: HashMap<i64, i64>,
 }
+
+/// Users whose last activity write is remembered at most; past this the memory is dropped.
+const TOUCHED_MAX: usize = 200_000;
 
 type Outputs = Vec<Output>;
 
 impl Presences {
     /// Presence on top of `store`.
     pub fn new(store: Store, settings: PresenceSettings) -> Self {
-        Self { store, settings }
+        Self {
+            store,
+            settings,
+            touched: HashMap::new(),
+        }
+    }
+
+    /// How long an activity write stands for: a quarter of `cache_time`, at most 30 s.
+    fn touch_every(&self) -> i64 {
+        let quarter = self.settings.cache_time.as_secs() / 4;
+        i64::try_from(quarter.clamp(1, 30)).unwrap_or(30)
+    }
+
+    /// Whether this instance wrote the user's activity recently enough to skip a write.
+    fn recently_touched(&self, juid: i64, now: i64) -> bool {
+        self.touched
+            .get(&juid)
+            .is_some_and(|at| now.saturating_sub(*at) < self.touch_every())
+    }
+
+    fn remember_touch(&mut self, juid: i64, now: i64) {
+        if self.touched.len() >= TOUCHED_MAX {
+            self.touched.clear();
+        }
+        self.touched.insert(juid, now);
     }
 
     /// A command from a SIP user, other than `:join` and `:exit`.
     pub async fn handle_command(
-        &self,
+        &mut self,
         now: i64,
         account: &Account,
         command: &Command,
@@ -135,7 +165,7 @@ impl Presences {
     /// A REGISTER for the user, as the registrar passed it on: online until `expires`
     /// seconds from now, or offline for 0.
     pub async fn handle_register(
-        &self,
+        &mut self,
         now: i64,
         account: &Account,
         expires: u32,
@@ -151,7 +181,7 @@ impl Presences {
     /// A PUBLISH of the user's presence (RFC 3903 §6): initial, refresh, modify or remove.
     /// Bad input is refused and changes nothing.
     pub async fn handle_publish(
-        &self,
+        &mut self,
         now: i64,
         req: &Request,
         account: &Account,
@@ -265,7 +295,7 @@ impl Presences {
     /// Makes published state the user's presence: an open document sets show, status and
     /// priority; a closed one, or `None` (the publication ended), takes them back.
     async fn apply(
-        &self,
+        &mut self,
         now: i64,
         account: &Account,
         document: Option<&str>,
@@ -310,10 +340,14 @@ impl Presences {
     /// Traffic from or to the user: the session lives on, or starts again (SER logged users
     /// in on their first message).
     pub async fn handle_activity(
-        &self,
+        &mut self,
         now: i64,
         account: &Account,
     ) -> Result<Outputs, PresenceError> {
+        if self.recently_touched(account.juid, now) {
+            return Ok(Vec::new());
+        }
+        self.remember_touch(account.juid, now);
         if self.store.touch_session(account.juid, now).await? {
             return Ok(Vec::new());
         }
@@ -323,17 +357,20 @@ impl Presences {
 
     /// Traffic to the user from XMPP: keeps an open session alive, opens none.
     pub async fn handle_incoming_traffic(
-        &self,
+        &mut self,
         now: i64,
         account: &Account,
     ) -> Result<(), PresenceError> {
-        self.store.touch_session(account.juid, now).await?;
+        if !self.recently_touched(account.juid, now) {
+            self.remember_touch(account.juid, now);
+            self.store.touch_session(account.juid, now).await?;
+        }
         Ok(())
     }
 
     /// A presence stanza addressed to the user's JID.
     pub async fn handle_presence(
-        &self,
+        &mut self,
         now: i64,
         presence: Presence,
         account: &Account,
@@ -413,7 +450,7 @@ impl Presences {
 
     /// Timers: sessions past their registration or idle past `cache_time`. Each expired
     /// session is handled by exactly one instance.
-    pub async fn handle_timeout(&self, now: i64) -> Result<Outputs, PresenceError> {
+    pub async fn handle_timeout(&mut self, now: i64) -> Result<Outputs, PresenceError> {
         let idle_before = (!self.settings.cache_time.is_zero()).then(|| {
             now.saturating_sub(
                 i64::try_from(self.settings.cache_time.as_secs()).unwrap_or(i64::MAX),
@@ -426,6 +463,8 @@ impl Presences {
             let juids: Vec<i64> = expired.iter().map(|s| s.juid).collect();
             let accounts = accounts_by_juid(&self.store, &juids).await?;
             for session in expired {
+                // The next message must find the session gone and open it again.
+                self.touched.remove(&session.juid);
                 let Some(account) = accounts.get(&session.juid) else {
                     continue;
                 };
@@ -483,7 +522,8 @@ impl Presences {
         self.broadcast(account, Some(&session)).await
     }
 
-    async fn go_offline(&self, account: &Account) -> Result<Outputs, PresenceError> {
+    async fn go_offline(&mut self, account: &Account) -> Result<Outputs, PresenceError> {
+        self.touched.remove(&account.juid);
         if !self.store.remove_session(account.juid).await? {
             return Ok(Vec::new());
         }
@@ -519,7 +559,7 @@ impl Presences {
 
     /// `:allow` / `:deny`: the user's answer to a subscription request.
     async fn answer_request(
-        &self,
+        &mut self,
         now: i64,
         account: &Account,
         who: &str,

@@ -10,7 +10,7 @@ use crate::uri::{Uri, is_token_char};
 /// A request method: the ones a SIP stack commonly meets, plus any extension token.
 ///
 /// Methods are case-sensitive (RFC 3261 7.1): `invite` is an extension method.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Method {
     /// RFC 3261.
     Invite,

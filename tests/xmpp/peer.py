@@ -93,9 +93,12 @@ class Peer(slixmpp.ClientXMPP):
                 return
             verb, _, rest = line.partition(" ")
             if verb == "forget":
-                result = self.del_roster_item(rest)
-                if result is not None:
-                    await result
+                try:
+                    result = self.del_roster_item(rest)
+                    if result is not None:
+                        await result
+                except slixmpp.exceptions.IqError:
+                    pass  # not in the roster: nothing to forget
                 print(f"forgot {rest}", flush=True)
                 continue
             if verb == "show":
