@@ -39,8 +39,14 @@ const SENT_TTL: Duration = Duration::from_secs(60);
 /// memory stays flat whatever the message rate.
 const SENT_MAX: usize = 100_000;
 
-/// Identifies a SIP request the gateway sent, so its final answer can be routed back.
-pub type Token = u64;
+/// Who waits for the final answer to a SIP request the gateway sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Token {
+    /// A MESSAGE sent for an XMPP user: [`Gateway::handle_sip_result`].
+    Message(u64),
+    /// A SUBSCRIBE sent for an XMPP user in store dialog `id`: the presence module.
+    Watch(i64),
+}
 
 /// What the gateway needs to know of the configuration.
 #[derive(Debug, Clone)]
@@ -107,7 +113,7 @@ pub struct Gateway {
     queue: VecDeque<Queued>,
     sent_for_sip: HashMap<String, SentForSip>,
     sent_order: VecDeque<(Instant, String)>,
-    sent_for_xmpp: HashMap<Token, SentForXmpp>,
+    sent_for_xmpp: HashMap<u64, SentForXmpp>,
     outputs: VecDeque<Output>,
     counter: u64,
     nonce: u32,
@@ -281,7 +287,7 @@ impl Gateway {
         );
         self.outputs.push_back(Output::Sip {
             request,
-            token: Some(token),
+            token: Some(Token::Message(token)),
         });
     }
 
@@ -318,7 +324,7 @@ impl Gateway {
 
     /// The final status of a request sent with a token; a failure becomes an error stanza to
     /// the XMPP sender (RFC 7247 §7.2).
-    pub fn handle_sip_result(&mut self, _now: Instant, token: Token, code: u16, reason: &str) {
+    pub fn handle_sip_result(&mut self, _now: Instant, token: u64, code: u16, reason: &str) {
         let Some(sent) = self.sent_for_xmpp.remove(&token) else {
             return;
         };
@@ -669,7 +675,10 @@ mod tests {
         let mut gw = up(now);
         gw.handle_stanza(now, xmpp_fixture("chat-to-alice.xml"), Some(&alice()));
         let [(_, token)] = sip_requests(drain(&mut gw)).try_into().unwrap();
-        gw.handle_sip_result(now, token.unwrap(), 404, "Not Found");
+        let Some(Token::Message(token)) = token else {
+            panic!("not a message token: {token:?}")
+        };
+        gw.handle_sip_result(now, token, 404, "Not Found");
         let [reply] = stanzas(drain(&mut gw)).try_into().unwrap();
         assert_eq!(reply.type_, MessageType::Error);
         assert_eq!(reply.to.unwrap().to_string(), "romeo@montague.lit/orchard");
@@ -678,7 +687,7 @@ mod tests {
         let error = StanzaError::try_from(reply.payloads[0].clone()).unwrap();
         assert_eq!(error.defined_condition, DefinedCondition::ItemNotFound);
         // A success changes nothing, and a token is answered once.
-        gw.handle_sip_result(now, token.unwrap(), 404, "Not Found");
+        gw.handle_sip_result(now, token, 404, "Not Found");
         assert!(drain(&mut gw).is_empty());
     }
 

@@ -16,10 +16,15 @@
 //!   tags and expiry follow RFC 3903; the end of the publication leaves the session plain
 //!   available, or ends it if the publication had opened it.
 //! - **Authorisation.** An XMPP user's `subscribe` is not approved by itself (the SER module
-//!   approved every request, which let anyone watch anyone). `[presence] authorize` decides:
-//!   `ask` sends the SIP user a notice and waits for `:allow ADDRESS` or `:deny ADDRESS`;
-//!   `accept` and `reject` answer at once. Probes get the current state, but only from
-//!   subscribers.
+//!   approved every request, which let anyone watch anyone). `[presence] authorize` decides.
+//!   With `ask`, the request goes to the SIP side as RFC 8048 §5.2 has it: a SUBSCRIBE to the
+//!   SIP user from the contact's SIP address, which the user's phone or presence server
+//!   authorises. `active` NOTIFYs approve (`subscribed`) and carry the user's presence.
+//!   403, 603 or `terminated;reason=rejected` refuse (`unsubscribed`). Where the SIP side
+//!   cannot decide (489 from a phone without presence, 405, 501, 480, a timeout...), the
+//!   user gets a notice and answers
+//!   `:allow ADDRESS` or `:deny ADDRESS`. `accept` and `reject` answer at once. Probes get the
+//!   current state, but only from subscribers.
 //!
 //! The store is the source of truth for every piece of this state. Several instances behind
 //! one component domain can therefore serve the same users, and timers are compare-and-set
@@ -31,22 +36,25 @@ use std::time::Duration;
 
 use jid::{BareJid, Jid};
 use sipjab_db::{
-    Account, Publication, RosterItem, Session, SessionSource, Show, Store, Subscription,
+    Account, Direction, Publication, RosterItem, Session, SessionSource, Show, SipSubscription,
+    Store, Subscription, SubscriptionState,
 };
-use sipjab_sip::{Rejection, Request, Uri};
+use sipjab_sip::{Method, NameAddr, Rejection, Request, Response, Uri};
 use xmpp_parsers::message::Lang;
 use xmpp_parsers::presence::{Presence, Priority, Show as XmppShow, Type};
 
 use crate::address::{AddressRules, XmppTarget};
 use crate::commands::Command;
 use crate::config::Authorize;
-use crate::gateway::Output;
+use crate::gateway::{Output, Token};
 use crate::pidf;
 use crate::sip_to_xmpp::reject;
 use crate::xmpp_to_sip::message_request;
 
 /// How many expired sessions one sweep takes.
 const SWEEP: usize = 500;
+/// How long the gateway subscribes to a SIP user for a contact (RFC 8048 §5.2.1 example).
+const WATCH_EXPIRES: u32 = 3600;
 /// The longest publication granted, and the default (RFC 3903 §5, presence: 3600 s).
 const PUBLISH_MAX: u32 = 3600;
 /// The shortest publication accepted (RFC 3903 §6: 423 with Min-Expires below it).
@@ -96,6 +104,8 @@ pub struct PresenceSettings {
     pub authorize: Authorize,
     /// Idle time after which a session ends; zero for never.
     pub cache_time: Duration,
+    /// The gateway's Contact URI for dialogs it opens.
+    pub local_contact: String,
 }
 
 /// Sessions and roster state, kept in the store.
@@ -416,13 +426,7 @@ impl Presences {
                     Authorize::Ask => {
                         if !item.pending_in {
                             item.pending_in = true;
-                            out.push(self.notice(
-                                account,
-                                &format!(
-                                    "INFO: {from} asks to see your presence. \
-                                     Answer :allow {from} or :deny {from}"
-                                ),
-                            ));
+                            out.push(self.ask_sip_side(now, account, &from).await?);
                         }
                     }
                 }
@@ -431,6 +435,7 @@ impl Presences {
                 item.subscription = with_from(item.subscription, false);
                 item.pending_in = false;
                 out.push(subscription(&user, &from, Type::Unavailable));
+                out.extend(self.end_sip_side(account, &contact).await?);
             }
             Type::Subscribed => {
                 item.subscription = with_to(item.subscription, true);
@@ -444,6 +449,295 @@ impl Presences {
             Type::None | Type::Unavailable | Type::Error => return Ok(out),
         }
         item.updated_at = now;
+        self.save_roster_item(stored.is_some(), item).await?;
+        Ok(out)
+    }
+
+    /// RFC 8048 §5.2.1: the contact's request goes to the SIP user as a SUBSCRIBE from the
+    /// contact's SIP address; the answer comes back to [`Presences::handle_watch_result`]
+    /// and [`Presences::handle_notify`].
+    async fn ask_sip_side(
+        &mut self,
+        now: i64,
+        account: &Account,
+        contact: &BareJid,
+    ) -> Result<Output, PresenceError> {
+        let call_id = format!("{:016x}@sipjab", fastrand::u64(..));
+        let local_tag = format!("{:08x}", fastrand::u32(..));
+        let mut sub = SipSubscription::new(
+            account.juid,
+            Direction::XmppWatchesSip,
+            &contact.to_string(),
+            &call_id,
+            &local_tag,
+            "presence",
+            now.saturating_add(i64::from(WATCH_EXPIRES)),
+            now,
+        );
+        sub.remote_target = account.sip_id.clone();
+        sub.local_cseq = 1;
+        let sub = self.store.upsert_sip_subscription(&sub).await?;
+        let request = self.subscribe_request(account, contact, &sub, WATCH_EXPIRES);
+        Ok(Output::Sip {
+            request,
+            token: Some(Token::Watch(sub.id)),
+        })
+    }
+
+    /// The SUBSCRIBE of dialog `sub`, from the contact's SIP address to the user.
+    fn subscribe_request(
+        &self,
+        account: &Account,
+        contact: &BareJid,
+        sub: &SipSubscription,
+        expires: u32,
+    ) -> Request {
+        let from = self
+            .settings
+            .rules
+            .contact_to_sip(contact)
+            .map(Uri::Sip)
+            .unwrap_or_else(|_| self.settings.registrar.clone());
+        let to = Uri::parse(&account.sip_id).unwrap_or_else(|_| self.settings.registrar.clone());
+        let target = Uri::parse(&sub.remote_target).unwrap_or_else(|_| to.clone());
+        let mut req = Request::new(Method::Subscribe, target);
+        let mut from = NameAddr::new(from);
+        from.params.set("tag", Some(sub.local_tag.clone()));
+        let mut to = NameAddr::new(to);
+        if !sub.remote_tag.is_empty() {
+            to.params.set("tag", Some(sub.remote_tag.clone()));
+        }
+        let h = &mut req.headers;
+        h.push("Max-Forwards", "70");
+        if !sub.route_set.is_empty() {
+            h.push("Route", sub.route_set.clone());
+        }
+        h.push("From", from.to_string());
+        h.push("To", to.to_string());
+        h.push("Call-ID", sub.call_id.clone());
+        h.push("CSeq", format!("{} SUBSCRIBE", sub.local_cseq));
+        h.push("Event", "presence");
+        h.push("Accept", pidf::CONTENT_TYPE);
+        h.push("Expires", expires.to_string());
+        h.push("Contact", format!("<{}>", self.settings.local_contact));
+        h.push("Content-Length", "0");
+        req
+    }
+
+    /// The contact no longer wants the user's presence: the SIP dialog ends with
+    /// `Expires: 0` (RFC 8048 §5.2.3).
+    async fn end_sip_side(
+        &mut self,
+        account: &Account,
+        contact: &str,
+    ) -> Result<Outputs, PresenceError> {
+        let mut out = Vec::new();
+        let dialogs = self
+            .store
+            .sip_subscriptions_with(account.juid, contact, Direction::XmppWatchesSip)
+            .await?;
+        let Ok(jid) = BareJid::new(contact) else {
+            return Ok(out);
+        };
+        for mut sub in dialogs {
+            self.store.remove_sip_subscription(sub.id).await?;
+            if sub.remote_tag.is_empty() {
+                continue;
+            }
+            sub.local_cseq += 1;
+            out.push(Output::Sip {
+                request: self.subscribe_request(account, &jid, &sub, 0),
+                token: None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The final answer to a SUBSCRIBE sent for a contact (dialog `id`).
+    pub async fn handle_watch_result(
+        &mut self,
+        now: i64,
+        id: i64,
+        code: u16,
+        resp: Option<&Response>,
+    ) -> Result<Outputs, PresenceError> {
+        let Some(mut sub) = self.store.sip_subscription(id).await? else {
+            return Ok(Vec::new());
+        };
+        if (200..300).contains(&code) {
+            // The dialog is set up; the NOTIFYs say what the user decided.
+            if let Some(tag) = resp
+                .and_then(|r| r.headers.to().ok().flatten())
+                .and_then(|to| to.tag().map(str::to_owned))
+                && sub.remote_tag.is_empty()
+            {
+                sub.remote_tag = tag;
+                sub.updated_at = now;
+                self.store.update_sip_subscription(&sub).await?;
+            }
+            return Ok(Vec::new());
+        }
+        self.store.remove_sip_subscription(id).await?;
+        let Some(account) = self.store.account_by_juid(sub.juid).await? else {
+            return Ok(Vec::new());
+        };
+        let Ok(contact) = BareJid::new(&sub.contact) else {
+            return Ok(Vec::new());
+        };
+        // RFC 8048 §5.2.2 counts 403, 489 and 603 as a refusal. COMPAT: 489 (Bad Event) is
+        // what a phone without presence support answers (RFC 6665 §4.2.1.1), so it means the
+        // SIP side cannot decide rather than that the user said no; the user is asked.
+        if matches!(code, 403 | 603) {
+            return self.decide(now, &account, &contact, false).await;
+        }
+        // The SIP side cannot decide: the user answers by command.
+        Ok(vec![self.notice(
+            &account,
+            &format!(
+                "INFO: {contact} asks to see your presence. \
+                 Answer :allow {contact} or :deny {contact}"
+            ),
+        )])
+    }
+
+    /// A NOTIFY in a dialog opened for a contact: `active` approves and carries the user's
+    /// presence, `terminated;reason=rejected` refuses (RFC 8048 §5.2.1, §5.2.2).
+    pub async fn handle_notify(&mut self, now: i64, req: &Request) -> Result<Outputs, Rejection> {
+        let gone = || reject(481, "Subscription Does Not Exist");
+        let store_err = |e: sipjab_db::Error| {
+            tracing::warn!(error = %e, "subscription store failed");
+            reject(500, "Server Internal Error (account store)")
+        };
+        let (Ok(Some(from)), Ok(Some(to)), Ok(Some(call_id)), Ok(Some(cseq))) = (
+            req.headers.from(),
+            req.headers.to(),
+            req.headers.call_id(),
+            req.headers.cseq(),
+        ) else {
+            return Err(reject(400, "Bad Request (From, To, Call-ID or CSeq)"));
+        };
+        let (Some(local_tag), Some(remote_tag)) = (to.tag(), from.tag()) else {
+            return Err(gone());
+        };
+        let mut sub = match self
+            .store
+            .sip_subscription_by_dialog(call_id, local_tag, remote_tag)
+            .await
+            .map_err(store_err)?
+        {
+            Some(sub) => sub,
+            // A NOTIFY may come before the 200 that names the remote tag (RFC 6665 §4.1.2.4).
+            None => self
+                .store
+                .sip_subscription_by_dialog(call_id, local_tag, "")
+                .await
+                .map_err(store_err)?
+                .ok_or_else(gone)?,
+        };
+        if sub.direction != Direction::XmppWatchesSip {
+            return Err(gone());
+        }
+        if !self
+            .store
+            .advance_remote_cseq(sub.id, i64::from(cseq.seq))
+            .await
+            .map_err(store_err)?
+        {
+            return Err(reject(500, "Server Internal Error (CSeq out of order)"));
+        }
+        let state = req.headers.get("Subscription-State").unwrap_or("");
+        let word = state
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        let account = self
+            .store
+            .account_by_juid(sub.juid)
+            .await
+            .map_err(store_err)?
+            .ok_or_else(gone)?;
+        let contact = BareJid::new(&sub.contact).map_err(|_| gone())?;
+        let failed = |e: PresenceError| {
+            tracing::warn!(error = %e, "presence update failed");
+            reject(500, "Server Internal Error (presence)")
+        };
+        let mut out = Vec::new();
+        match word.as_str() {
+            "active" => {
+                if sub.state != SubscriptionState::Active || sub.remote_tag.is_empty() {
+                    sub.state = SubscriptionState::Active;
+                    sub.remote_tag = remote_tag.to_owned();
+                    sub.updated_at = now;
+                    self.store
+                        .update_sip_subscription(&sub)
+                        .await
+                        .map_err(store_err)?;
+                    out.extend(
+                        self.decide(now, &account, &contact, true)
+                            .await
+                            .map_err(failed)?,
+                    );
+                }
+                if !req.body.is_empty() {
+                    let doc = pidf::parse(&req.body).map_err(|e| e.rejection())?;
+                    let user = self.user_jid(&account).map_err(failed)?;
+                    let mut presence = doc.to_presence(None);
+                    presence.from = Some(user.into());
+                    presence.to = Some(contact.clone().into());
+                    out.push(Output::Stanza(presence.into()));
+                }
+            }
+            "terminated" => {
+                self.store
+                    .remove_sip_subscription(sub.id)
+                    .await
+                    .map_err(store_err)?;
+                if state.contains("rejected") {
+                    out.extend(
+                        self.decide(now, &account, &contact, false)
+                            .await
+                            .map_err(failed)?,
+                    );
+                }
+            }
+            // pending: RFC 8048 §5.2.1, nothing to tell the XMPP side yet.
+            _ => {}
+        }
+        Ok(out)
+    }
+
+    /// The user's answer, however it came: `subscribed` and the current presence, or
+    /// `unsubscribed`; the roster item follows.
+    async fn decide(
+        &mut self,
+        now: i64,
+        account: &Account,
+        contact: &BareJid,
+        allow: bool,
+    ) -> Result<Outputs, PresenceError> {
+        let key = contact.to_string();
+        let user = self.user_jid(account)?;
+        let stored = self.store.roster_item(account.juid, &key).await?;
+        let mut item = stored
+            .clone()
+            .unwrap_or_else(|| RosterItem::new(account.juid, &key, Subscription::None, now));
+        item.pending_in = false;
+        item.subscription = with_from(item.subscription, allow);
+        item.updated_at = now;
+        let mut out = vec![subscription(
+            &user,
+            contact,
+            if allow {
+                Type::Subscribed
+            } else {
+                Type::Unsubscribed
+            },
+        )];
+        if allow {
+            out.push(self.current_presence(account, &user, contact).await?);
+        }
         self.save_roster_item(stored.is_some(), item).await?;
         Ok(out)
     }
@@ -566,29 +860,7 @@ impl Presences {
         allow: bool,
     ) -> Result<Outputs, PresenceError> {
         let contact = self.typed_address(who)?;
-        let user = self.user_jid(account)?;
-        let key = contact.to_string();
-        let stored = self.store.roster_item(account.juid, &key).await?;
-        let mut item = stored
-            .clone()
-            .unwrap_or_else(|| RosterItem::new(account.juid, &key, Subscription::None, now));
-        item.pending_in = false;
-        item.subscription = with_from(item.subscription, allow);
-        item.updated_at = now;
-        let mut out = vec![subscription(
-            &user,
-            &contact,
-            if allow {
-                Type::Subscribed
-            } else {
-                Type::Unsubscribed
-            },
-        )];
-        if allow {
-            out.push(self.current_presence(account, &user, &contact).await?);
-        }
-        self.save_roster_item(stored.is_some(), item).await?;
-        Ok(out)
+        self.decide(now, account, &contact, allow).await
     }
 
     /// Writes a roster item that was read before: compare-and-set, so a concurrent change by

@@ -20,7 +20,7 @@
 //! loop when its target is known, so a slow DNS server never stalls the loop. A request over
 //! 1300 bytes goes over TCP even where UDP was chosen (RFC 3261 §18.1.1).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -116,6 +116,7 @@ pub async fn run(config: Config, db: DbUrl) -> Result<()> {
             registrar,
             authorize: config.presence.authorize,
             cache_time: config.gateway.cache_time,
+            local_contact: local_contact.clone(),
         },
     );
     let dns = DnsLookup::from_system_conf().context("reading the DNS configuration")?;
@@ -128,7 +129,7 @@ pub async fn run(config: Config, db: DbUrl) -> Result<()> {
         presences,
         watchers,
         local_contact,
-        pending: Vec::new(),
+        pending: VecDeque::new(),
         table: TransactionTable::new(fastrand::u64(..)),
         tokens: HashMap::new(),
         accounts: Accounts::new(store),
@@ -159,8 +160,9 @@ struct Driver {
     watchers: Watchers,
     /// The gateway's Contact URI for dialogs.
     local_contact: String,
-    /// What to send once the current request is answered (a NOTIFY after its 200).
-    pending: Vec<Output>,
+    /// Outputs waiting to be carried out once the current event is handled (so a NOTIFY
+    /// goes after the 200 that its SUBSCRIBE gets).
+    pending: VecDeque<Output>,
     table: TransactionTable,
     tokens: HashMap<TransactionId, Token>,
     accounts: Accounts,
@@ -249,12 +251,12 @@ impl Driver {
                         .presences
                         .handle_presence(unix, presence.clone(), &account)
                         .await;
-                    self.carry_out_presence(result).await;
+                    self.carry_out_presence(result);
                     let result = self
                         .watchers
                         .handle_presence(unix, &presence, &account, &self.local_contact)
                         .await;
-                    return self.carry_out_presence(result).await;
+                    return self.carry_out_presence(result);
                 }
                 if stanza.name() == "message"
                     && let Some(account) = &account
@@ -271,19 +273,19 @@ impl Driver {
     async fn handle_sip(&mut self, msg: Incoming) {
         let source = msg.source_target();
         match msg.message {
-            Message::Response(resp) => self.handle_response(resp),
+            Message::Response(resp) => self.handle_response(resp).await,
             Message::Request(req) => self.handle_request(req, source).await,
         }
     }
 
-    fn handle_response(&mut self, resp: Response) {
+    async fn handle_response(&mut self, resp: Response) {
         let now = now();
         if let Some((id, resp)) = self.table.handle_response(resp, now)
             && resp.status.is_final()
             && let Some(token) = self.tokens.remove(&id)
         {
-            self.gateway
-                .handle_sip_result(now, token, resp.status.as_u16(), &resp.reason);
+            self.sip_result(token, resp.status.as_u16(), &resp.reason, Some(&resp))
+                .await;
         }
     }
 
@@ -325,8 +327,6 @@ impl Driver {
             Ok(target) => self.send(Message::Response(resp), target).await,
             Err(e) => warn!(error = %e, "cannot answer a request"),
         }
-        let after = std::mem::take(&mut self.pending);
-        self.carry_out(after).await;
     }
 
     /// The final response to a new, trusted request.
@@ -347,7 +347,7 @@ impl Driver {
                     Ok(()) => {
                         if let Some(account) = &sender {
                             let result = self.presences.handle_activity(unix_now(), account).await;
-                            self.carry_out_presence(result).await;
+                            self.carry_out_presence(result);
                         }
                         Response::for_request(req, StatusCode::ACCEPTED, "Accepted")
                     }
@@ -358,7 +358,7 @@ impl Driver {
             Method::Subscribe => self.subscribe(now, req).await,
             Method::Publish => self.publish(now, req).await,
             // The gateway subscribes to nobody yet, so no NOTIFY matches (RFC 6665 §4.1.3).
-            Method::Notify => reject(481, "Subscription Does Not Exist").to_response(req),
+            Method::Notify => self.notify(req).await,
             Method::Options => {
                 let mut resp = Response::for_request(req, StatusCode::OK, "OK");
                 resp.headers.push("Allow", ALLOW);
@@ -417,7 +417,7 @@ impl Driver {
             .await;
         match result {
             Ok(outputs) => {
-                self.carry_out(outputs).await;
+                self.carry_out(outputs);
                 Response::for_request(req, StatusCode::OK, "OK")
             }
             Err(e) => reject(e.sip_status(), format!("Command failed ({e})")).to_response(req),
@@ -488,12 +488,23 @@ impl Driver {
             .await
         {
             Ok(outputs) => {
-                self.carry_out(outputs).await;
+                self.carry_out(outputs);
                 let mut resp = Response::for_request(req, StatusCode::OK, "OK");
                 resp.headers.push("Expires", expires.to_string());
                 resp
             }
             Err(e) => reject(e.sip_status(), format!("Register failed ({e})")).to_response(req),
+        }
+    }
+
+    /// A NOTIFY in a dialog the gateway opened for an XMPP contact (RFC 8048 §5.2).
+    async fn notify(&mut self, req: &Request) -> Response {
+        match self.presences.handle_notify(unix_now(), req).await {
+            Ok(outputs) => {
+                self.carry_out(outputs);
+                Response::for_request(req, StatusCode::OK, "OK")
+            }
+            Err(rejection) => rejection.to_response(req),
         }
     }
 
@@ -561,40 +572,39 @@ impl Driver {
                 } => self.send(Message::Request(*request), target).await,
                 TableOutput::Timeout { id } => {
                     if let Some(token) = self.tokens.remove(&id) {
-                        self.gateway
-                            .handle_sip_result(now, token, 408, "Request Timeout");
+                        self.sip_result(token, 408, "Request Timeout", None).await;
                     }
                 }
             }
         }
     }
 
-    /// Carries out what the gateway asked for.
+    /// Carries out what the gateway and the presence modules asked for. Handlers only queue
+    /// outputs; carrying one out may queue more (a failed request's answer), so this runs
+    /// until both queues are empty.
     async fn drain(&mut self) {
-        while let Some(out) = self.gateway.poll_output() {
-            self.carry_out_one(out).await;
+        loop {
+            let out = match self.gateway.poll_output() {
+                Some(out) => out,
+                None => match self.pending.pop_front() {
+                    Some(out) => out,
+                    None => return,
+                },
+            };
+            match out {
+                Output::Stanza(stanza) => self.send_stanza(stanza),
+                Output::Sip { request, token } => self.send_request(request, token).await,
+            }
         }
     }
 
-    async fn carry_out(&mut self, outputs: Vec<Output>) {
-        for out in outputs {
-            self.carry_out_one(out).await;
-        }
+    fn carry_out(&mut self, outputs: Vec<Output>) {
+        self.pending.extend(outputs);
     }
 
-    async fn carry_out_one(&mut self, out: Output) {
-        match out {
-            Output::Stanza(stanza) => self.send_stanza(stanza),
-            Output::Sip { request, token } => self.send_request(request, token).await,
-        }
-    }
-
-    async fn carry_out_presence(
-        &mut self,
-        result: Result<Vec<Output>, crate::presence::PresenceError>,
-    ) {
+    fn carry_out_presence(&mut self, result: Result<Vec<Output>, crate::presence::PresenceError>) {
         match result {
-            Ok(outputs) => self.carry_out(outputs).await,
+            Ok(outputs) => self.carry_out(outputs),
             Err(e) => warn!(error = %e, "presence update failed"),
         }
     }
@@ -604,12 +614,12 @@ impl Driver {
     async fn sweep_sessions(&mut self) {
         let unix = unix_now();
         let result = self.presences.handle_timeout(unix).await;
-        self.carry_out_presence(result).await;
+        self.carry_out_presence(result);
         let result = self
             .watchers
             .handle_timeout(unix, &self.local_contact)
             .await;
-        self.carry_out_presence(result).await;
+        self.carry_out_presence(result);
     }
 
     fn send_stanza(&mut self, stanza: Element) {
@@ -626,7 +636,7 @@ impl Driver {
     async fn send_request(&mut self, request: Request, token: Option<Token>) {
         let dest = match self.destination(&request) {
             Ok(dest) => dest,
-            Err(e) => return self.unroutable(&request, token, &e.to_string()),
+            Err(e) => return self.unroutable(&request, token, &e.to_string()).await,
         };
         if let Some(ip) = dest.host.ip() {
             let target = Target {
@@ -668,7 +678,7 @@ impl Driver {
         });
         match target {
             Ok(target) => self.start_transaction(request, token, target).await,
-            Err(e) => self.unroutable(&request, token, &e),
+            Err(e) => self.unroutable(&request, token, &e).await,
         }
     }
 
@@ -684,11 +694,25 @@ impl Driver {
         }
     }
 
-    fn unroutable(&mut self, request: &Request, token: Option<Token>, why: &str) {
+    async fn unroutable(&mut self, request: &Request, token: Option<Token>, why: &str) {
         warn!(uri = %request.uri, error = %why, "no route for a request");
         if let Some(token) = token {
-            self.gateway
-                .handle_sip_result(now(), token, 503, "Service Unavailable");
+            self.sip_result(token, 503, "Service Unavailable", None)
+                .await;
+        }
+    }
+
+    /// The final answer to a request sent with a token, to whoever waits for it.
+    async fn sip_result(&mut self, token: Token, code: u16, reason: &str, resp: Option<&Response>) {
+        match token {
+            Token::Message(n) => self.gateway.handle_sip_result(now(), n, code, reason),
+            Token::Watch(id) => {
+                let result = self
+                    .presences
+                    .handle_watch_result(unix_now(), id, code, resp)
+                    .await;
+                self.carry_out_presence(result);
+            }
         }
     }
 
@@ -732,8 +756,8 @@ impl Driver {
             warn!(peer = %target.addr, error = %e, "SIP send failed");
             self.table.fail_client(&id);
             if let Some(token) = token {
-                self.gateway
-                    .handle_sip_result(now, token, 503, "Service Unavailable");
+                self.sip_result(token, 503, "Service Unavailable", None)
+                    .await;
             }
             return;
         }

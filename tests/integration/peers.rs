@@ -523,8 +523,9 @@ impl RawSip {
     }
 }
 
-/// A SIP endpoint that answers 200 OK to every request and keeps what came: the SIP user's
-/// phone behind the gateway's outbound proxy, for flows with several requests. It also sends
+/// A SIP endpoint that answers 200 OK to every request (489 to SUBSCRIBE: it does no
+/// presence) and keeps what came: the SIP user's phone behind the gateway's outbound proxy,
+/// for flows with several requests. It also sends
 /// requests of its own (a SUBSCRIBE, whose NOTIFYs then come back to it).
 pub(crate) struct SipInbox {
     socket: UdpSocket,
@@ -545,11 +546,17 @@ impl SipInbox {
             while let Ok((n, from)) = reader.recv_from(&mut buf) {
                 match sipjab_sip::parse_datagram(&buf[..n]) {
                     Ok(sipjab_sip::Message::Request(req)) => {
-                        let ok = sipjab_sip::Response::for_request(
-                            &req,
-                            sipjab_sip::StatusCode::OK,
-                            "OK",
-                        );
+                        // A phone without presence: SUBSCRIBE gets 489, the rest 200.
+                        let ok = if req.method == sipjab_sip::Method::Subscribe {
+                            let code = sipjab_sip::StatusCode::new(489).unwrap();
+                            sipjab_sip::Response::for_request(&req, code, "Bad Event")
+                        } else {
+                            sipjab_sip::Response::for_request(
+                                &req,
+                                sipjab_sip::StatusCode::OK,
+                                "OK",
+                            )
+                        };
                         let _ = reader.send_to(&ok.to_bytes(), from);
                         let text = String::from_utf8_lossy(&buf[..n]).into_owned();
                         if req_tx.send(text).is_err() {
