@@ -511,17 +511,7 @@ impl TransactionTable {
     /// transaction is gone are dropped from the heap here, so the answer is exact.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         while let Some(Reverse((at, side, id))) = self.timers.peek() {
-            let current = match side {
-                Side::Client => self
-                    .clients
-                    .get(id)
-                    .and_then(ClientTransaction::poll_timeout),
-                Side::Server => self
-                    .servers
-                    .get(id)
-                    .and_then(ServerTransaction::poll_timeout),
-            };
-            if current == Some(*at) {
+            if self.deadline(*side, id) == Some(*at) {
                 return Some(*at);
             }
             self.timers.pop();
@@ -529,9 +519,9 @@ impl TransactionTable {
         None
     }
 
-    /// Puts the transaction's next deadline, if any, in the heap.
-    fn schedule(&mut self, side: Side, id: &TransactionId) {
-        let due = match side {
+    /// The transaction's current deadline; `None` if it has none or is gone.
+    fn deadline(&self, side: Side, id: &TransactionId) -> Option<Instant> {
+        match side {
             Side::Client => self
                 .clients
                 .get(id)
@@ -540,8 +530,12 @@ impl TransactionTable {
                 .servers
                 .get(id)
                 .and_then(ServerTransaction::poll_timeout),
-        };
-        if let Some(due) = due {
+        }
+    }
+
+    /// Puts the transaction's next deadline, if any, in the heap.
+    fn schedule(&mut self, side: Side, id: &TransactionId) {
+        if let Some(due) = self.deadline(side, id) {
             self.timers.push(Reverse((due, side, id.clone())));
         }
     }

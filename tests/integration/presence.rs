@@ -21,10 +21,16 @@ fn settle() {
     std::thread::sleep(Duration::from_secs(1));
 }
 
+/// Logs `user` in with a roster that holds nothing of `alice`'s, whatever earlier runs left.
+fn clean_login(user: &str, alice: &str) -> XmppPeer {
+    let mut peer = XmppPeer::login(user);
+    peer.forget(alice);
+    settle();
+    peer
+}
+
 /// Romeo asks to see alice's presence, and alice allows it.
 fn romeo_subscribes(romeo: &mut XmppPeer, inbox: &SipInbox, sip: &RawSip, alice: &str) {
-    romeo.forget(alice);
-    settle();
     romeo.presence(alice, "subscribe");
     let notice = inbox.expect("asks to see your presence", WAIT);
     assert!(notice.contains(":allow romeo@"), "{notice}");
@@ -60,7 +66,7 @@ fn online_and_offline_commands_flip_what_the_contact_sees() {
     let inbox = SipInbox::start();
     let gw = Gateway::start(&[ALICE], inbox.port);
     let sip = RawSip::new(gw.udp);
-    let mut romeo = XmppPeer::login("romeo");
+    let mut romeo = clean_login("romeo", &alice);
     romeo_subscribes(&mut romeo, &inbox, &sip, &alice);
     // Nobody is online yet: the answer to :allow carried unavailable presence.
     romeo.expect_presence(&alice, "unavailable", WAIT);
@@ -81,7 +87,7 @@ fn register_flips_the_contact_view_and_subscriptions_survive_a_restart() {
     let alice = format!("alice@{}", env.domain);
     let inbox = SipInbox::start();
     let gw = Gateway::start(&[ALICE], inbox.port);
-    let mut romeo = XmppPeer::login("romeo");
+    let mut romeo = clean_login("romeo", &alice);
     {
         let sip = RawSip::new(gw.udp);
         romeo_subscribes(&mut romeo, &inbox, &sip, &alice);
@@ -111,7 +117,7 @@ fn an_idle_session_ends_after_cache_time_with_a_notice() {
     let inbox = SipInbox::start();
     let gw = Gateway::start_with(&[ALICE], inbox.port, "", "cache_time = 2");
     let sip = RawSip::new(gw.udp);
-    let mut romeo = XmppPeer::login("romeo");
+    let mut romeo = clean_login("romeo", &alice);
     romeo_subscribes(&mut romeo, &inbox, &sip, &alice);
     assert_eq!(command(&sip, ":online"), 200);
     romeo.expect_presence(&alice, "available", WAIT);
@@ -136,9 +142,7 @@ fn deny_and_reject_refuse_the_subscription() {
     {
         let gw = Gateway::start(&[ALICE], inbox.port);
         let sip = RawSip::new(gw.udp);
-        let mut juliet = XmppPeer::login("juliet");
-        juliet.forget(&alice);
-        settle();
+        let mut juliet = clean_login("juliet", &alice);
         juliet.presence(&alice, "subscribe");
         inbox.expect("juliet@", WAIT);
         assert_eq!(command(&sip, &format!(":deny {}", juliet.jid)), 200);
@@ -147,9 +151,7 @@ fn deny_and_reject_refuse_the_subscription() {
     }
     let reject = "[presence]\nauthorize = \"reject\"";
     let _gw = Gateway::start_with(&[ALICE], inbox.port, "", &format!("\n{reject}"));
-    let mut juliet = XmppPeer::login("juliet");
-    juliet.forget(&alice);
-    settle();
+    let mut juliet = clean_login("juliet", &alice);
     juliet.presence(&alice, "subscribe");
     juliet.expect_presence(&alice, "unsubscribed", WAIT);
 }
@@ -162,9 +164,7 @@ fn a_sip_user_watches_a_jabber_contact() {
     let alice = format!("alice@{}", env.domain);
     let inbox = SipInbox::start();
     let gw = Gateway::start(&[ALICE], inbox.port);
-    let mut romeo = XmppPeer::login("romeo");
-    romeo.forget(&alice);
-    settle();
+    let mut romeo = clean_login("romeo", &alice);
     let romeo_sip = format!("romeo*{}@jabber.sip.test", env.server);
     let ok = inbox.subscribe(gw.udp, "alice@127.0.0.1", &romeo_sip, 600, None);
     assert_eq!(ok.status.as_u16(), 200, "{}", ok.reason);
@@ -252,7 +252,7 @@ fn publish_sets_what_the_contact_sees_and_bad_pidf_changes_nothing() {
     let inbox = SipInbox::start();
     let gw = Gateway::start(&[ALICE], inbox.port);
     let sip = RawSip::new(gw.udp);
-    let mut romeo = XmppPeer::login("romeo");
+    let mut romeo = clean_login("romeo", &alice);
     romeo_subscribes(&mut romeo, &inbox, &sip, &alice);
     let ok = publish(&sip, AWAY, 600, None);
     assert_eq!(ok.status.as_u16(), 200, "{}", ok.reason);
@@ -296,9 +296,7 @@ fn the_sip_side_authorises_a_contact_by_notify() {
     let alice = format!("alice@{}", env.domain);
     // A clean roster before the one-shot phone exists: a pending request left by an earlier
     // run would be sent again at login and use the phone up.
-    let mut romeo = XmppPeer::login("romeo");
-    romeo.forget(&alice);
-    settle();
+    let mut romeo = clean_login("romeo", &alice);
     let phone = crate::peers::SippUas::start("presence_uas.xml");
     let _gw = Gateway::start(&[ALICE], phone.port);
     romeo.presence(&alice, "subscribe");
