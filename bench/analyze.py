@@ -11,12 +11,14 @@ gives that point's kernel timestamp (retransmissions are ignored):
     s2x  in  = UDP to the gateway's SIP port (sipp's MESSAGE)
          out = TCP to Prosody's component port (the gateway's <message/>)
          end = TCP from Prosody's c2s port (delivery to the receiver)
+         202 = UDP from the gateway's SIP port holding "202" (matched by sipp's Call-ID)
     x2s  beg = TCP to Prosody's c2s port (the sender's <message/>)
          in  = TCP from Prosody's component port (the stanza reaching the gateway)
          out = UDP to the outbound proxy port (the gateway's MESSAGE)
 
 "gw" is out - in: the time spent in the gateway, socket to socket. "e2e" is end - in (s2x)
-or out - beg (x2s): through the gateway and Prosody. Prints JSON with counts per point and
+or out - beg (x2s): through the gateway and Prosody. "acc" (s2x) is 202 - in: how soon the
+gateway answers. Prints JSON with counts per point and
 p50/p99/max in microseconds.
 """
 
@@ -27,6 +29,8 @@ import struct
 import sys
 
 TAG = re.compile(rb"([sx]b)(\d+)\.")
+# sipp's Call-ID is "<call number>-<pid>@<ip>", and the call number is the body tag's.
+ACCEPTED = re.compile(rb"^SIP/2\.0 202 .*?\r\nCall-ID: *(\d+)-", re.S | re.I)
 
 
 def packets(path):
@@ -126,9 +130,14 @@ def main():
                 return "out"
             return None
 
-    seen = {"beg": {}, "in": {}, "out": {}, "end": {}}
+    seen = {"beg": {}, "in": {}, "out": {}, "end": {}, "202": {}}
     tails = {}
     for ts, proto, sport, dport, flow, payload in packets(a.pcap):
+        if a.direction == "s2x" and proto == 17 and sport == a.sip_port:
+            m = ACCEPTED.match(payload)
+            if m and int(m.group(1)) not in seen["202"]:
+                seen["202"][int(m.group(1))] = ts
+            continue
         where = point(proto, sport, dport)
         if where is None:
             continue
@@ -153,6 +162,7 @@ def main():
     out["gw"] = stats(deltas("in", "out"))
     if a.direction == "s2x":
         out["e2e"] = stats(deltas("in", "end"))
+        out["acc"] = stats(deltas("in", "202"))
     else:
         out["e2e"] = stats(deltas("beg", "out"))
     json.dump(out, sys.stdout)
