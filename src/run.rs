@@ -311,8 +311,8 @@ impl Driver {
         let id = match self.table.handle_request(&req, source, now) {
             Ok(RequestDisposition::New(id)) => id,
             Ok(RequestDisposition::Retransmission(resend)) => {
-                if let Some((target, resp)) = resend {
-                    self.send(Message::Response(resp), target).await;
+                if let Some((target, bytes)) = resend {
+                    self.send_bytes(&bytes, target).await;
                 }
                 return;
             }
@@ -324,7 +324,7 @@ impl Driver {
         };
         let resp = self.respond(now, &req).await;
         match self.table.send_response(&id, &resp, now) {
-            Ok(target) => self.send(Message::Response(resp), target).await,
+            Ok((target, bytes)) => self.send_bytes(&bytes, target).await,
             Err(e) => warn!(error = %e, "cannot answer a request"),
         }
     }
@@ -569,7 +569,7 @@ impl Driver {
             match out {
                 TableOutput::Retransmit {
                     target, request, ..
-                } => self.send(Message::Request(*request), target).await,
+                } => self.send_bytes(&request, target).await,
                 TableOutput::Timeout { id } => {
                     if let Some(token) = self.tokens.remove(&id) {
                         self.sip_result(token, 408, "Request Timeout", None).await;
@@ -743,15 +743,11 @@ impl Driver {
             self.table.new_branch()
         );
         request.headers.push_front("Via", via);
-        let id = match self.table.send_request(request.clone(), target, now) {
-            Ok(id) => id,
+        let (id, bytes) = match self.table.send_request(&request, target, now) {
+            Ok(sent) => sent,
             Err(e) => return warn!(error = %e, "cannot start a client transaction"),
         };
-        if let Err(e) = self
-            .transport
-            .send(&Message::Request(request), target)
-            .await
-        {
+        if let Err(e) = self.transport.send_bytes(&bytes, target).await {
             // RFC 3261 §17.1.4: a transport error ends the transaction as a 503.
             warn!(peer = %target.addr, error = %e, "SIP send failed");
             self.table.fail_client(&id);
@@ -766,8 +762,9 @@ impl Driver {
         }
     }
 
-    async fn send(&self, message: Message, target: Target) {
-        if let Err(e) = self.transport.send(&message, target).await {
+    /// Sends a message the transaction table serialized (a response, or a retransmission).
+    async fn send_bytes(&self, bytes: &[u8], target: Target) {
+        if let Err(e) = self.transport.send_bytes(bytes, target).await {
             warn!(peer = %target.addr, error = %e, "SIP send failed");
         }
     }

@@ -84,7 +84,9 @@ pub use locate::{Destination, Lookup, locate};
 pub use message::{Message, Method, Request, Response, StatusCode, Version};
 pub use parse::{DEFAULT_MAX_MESSAGE, StreamDecoder, parse_datagram, parse_message};
 pub use route::{Target, TransportKind, response_target, stamp_via};
-pub use transaction::{RequestDisposition, TableOutput, TransactionId, TransactionTable};
+pub use transaction::{
+    RequestDisposition, TableOutput, TransactionId, TransactionTable, WireBytes,
+};
 pub use uri::{Host, Params, SipUri, Uri};
 
 #[cfg(feature = "tokio")]

@@ -5,6 +5,7 @@
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::Error;
@@ -107,12 +108,20 @@ pub enum State {
     Terminated,
 }
 
+/// A message as sent on the wire, kept for retransmission. Shared, so handing it to the
+/// driver copies nothing; `Arc` rather than `Rc` keeps the driver's future `Send`.
+pub type WireBytes = Arc<[u8]>;
+
 /// A non-INVITE server transaction (RFC 3261 17.2.2).
+///
+/// The last response is kept serialized, with where it went: over UDP a transaction lives
+/// 64*T1 after its final response and there can be 100,000 of them, so the parsed
+/// [`Response`] (a heap allocation per header) would cost several times the wire form.
 #[derive(Debug, Clone)]
 pub struct ServerTransaction {
     source: Target,
     state: State,
-    last_response: Option<Response>,
+    last_response: Option<(Target, WireBytes)>,
     timer_j: Option<Instant>,
 }
 
@@ -132,20 +141,31 @@ impl ServerTransaction {
         self.state
     }
 
-    /// A retransmission of the request arrived: the last response to send again, if any.
-    pub fn handle_retransmission(&self) -> Option<&Response> {
+    /// A retransmission of the request arrived: the last response to send again, if any,
+    /// with its target.
+    pub fn handle_retransmission(&self) -> Option<(Target, WireBytes)> {
         match self.state {
-            State::Proceeding | State::Completed => self.last_response.as_ref(),
+            State::Proceeding | State::Completed => self.last_response.clone(),
             State::Trying | State::Terminated => None,
         }
     }
 
     /// The TU sends a response; a final one starts Timer J (64*T1 over UDP, 0 over TCP).
-    pub fn send_response(&mut self, resp: &Response, now: Instant) -> Result<(), Error> {
+    /// Returns where it goes ([`response_target`]) and its wire form, which the driver
+    /// sends as is: the response is serialized once, and retransmissions are the same bytes.
+    pub fn send_response(
+        &mut self,
+        resp: &Response,
+        now: Instant,
+    ) -> Result<(Target, WireBytes), Error> {
         if matches!(self.state, State::Completed | State::Terminated) {
             return Err(Error::Transaction("final response already sent".into()));
         }
-        self.last_response = Some(resp.clone());
+        let sent = (
+            response_target(resp, self.source),
+            WireBytes::from(resp.to_bytes()),
+        );
+        self.last_response = Some(sent.clone());
         if resp.status.is_provisional() {
             self.state = State::Proceeding;
         } else if self.source.transport.is_reliable() {
@@ -154,7 +174,7 @@ impl ServerTransaction {
             self.state = State::Completed;
             self.timer_j = Some(now + 64 * T1);
         }
-        Ok(())
+        Ok(sent)
     }
 
     /// Fires Timer J.
@@ -175,16 +195,17 @@ impl ServerTransaction {
 /// What a client transaction asks of its driver.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientOutput {
-    /// Send the request again (Timer E).
-    Retransmit(Box<Request>),
+    /// Send the request again (Timer E): its wire form.
+    Retransmit(WireBytes),
     /// Timer F fired before a final response: the TU treats it as 408.
     Timeout,
 }
 
-/// A non-INVITE client transaction (RFC 3261 17.1.2).
+/// A non-INVITE client transaction (RFC 3261 17.1.2). It keeps the request serialized,
+/// for Timer E retransmissions.
 #[derive(Debug, Clone)]
 pub struct ClientTransaction {
-    request: Request,
+    request: WireBytes,
     target: Target,
     state: State,
     timer_e: Option<Instant>,
@@ -194,8 +215,9 @@ pub struct ClientTransaction {
 }
 
 impl ClientTransaction {
-    /// Starts the transaction; the caller sends `request` to `target` once now.
-    pub fn new(request: Request, target: Target, now: Instant) -> Self {
+    /// Starts the transaction; the caller sends `request` (a serialized request) to
+    /// `target` once now.
+    pub fn new(request: WireBytes, target: Target, now: Instant) -> Self {
         let reliable = target.transport.is_reliable();
         Self {
             request,
@@ -255,7 +277,7 @@ impl ClientTransaction {
                             (self.interval * 2).min(T2)
                         };
                         self.timer_e = Some(now + self.interval);
-                        Some(ClientOutput::Retransmit(Box::new(self.request.clone())))
+                        Some(ClientOutput::Retransmit(self.request.clone()))
                     }
                     _ => None,
                 }
@@ -288,9 +310,9 @@ impl ClientTransaction {
 pub enum RequestDisposition {
     /// A new transaction: pass the request to the TU, answer with `send_response`.
     New(TransactionId),
-    /// A retransmission: not passed up; send this stored response again, if any, to
-    /// that target (already worked out by [`response_target`]).
-    Retransmission(Option<(Target, Response)>),
+    /// A retransmission: not passed up; send these stored response bytes again, if any,
+    /// to that target (already worked out by [`response_target`]).
+    Retransmission(Option<(Target, WireBytes)>),
 }
 
 /// What the table's timers ask of the driver.
@@ -302,8 +324,8 @@ pub enum TableOutput {
         id: TransactionId,
         /// Where to send it.
         target: Target,
-        /// The request.
-        request: Box<Request>,
+        /// The request as first sent.
+        request: WireBytes,
     },
     /// No final response in time (Timer F): treat as 408 Request Timeout.
     Timeout {
@@ -317,12 +339,13 @@ pub enum TableOutput {
 /// Timers sit in a heap of deadlines, so finding the next one and firing the due ones
 /// costs O(log n) however many transactions are live (at 4,000 requests/s Timer J keeps
 /// over 100,000 server transactions). A deadline that has moved or whose transaction is
-/// gone stays in the heap until its time and is then skipped.
+/// gone stays in the heap until its time and is then skipped. Map keys and heap entries
+/// share one [`TransactionId`] allocation through an `Arc`.
 #[derive(Debug, Default)]
 pub struct TransactionTable {
-    servers: HashMap<TransactionId, ServerTransaction>,
-    clients: HashMap<TransactionId, ClientTransaction>,
-    timers: BinaryHeap<Reverse<(Instant, Side, TransactionId)>>,
+    servers: HashMap<Arc<TransactionId>, ServerTransaction>,
+    clients: HashMap<Arc<TransactionId>, ClientTransaction>,
+    timers: BinaryHeap<Reverse<(Instant, Side, Arc<TransactionId>)>>,
     nonce: u64,
     counter: u64,
 }
@@ -369,49 +392,49 @@ impl TransactionTable {
         }
         let id = TransactionId::for_request(req)?;
         if let Some(t) = self.servers.get(&id) {
-            let resend = t
-                .handle_retransmission()
-                .map(|r| (response_target(r, t.source), r.clone()));
-            return Ok(RequestDisposition::Retransmission(resend));
+            return Ok(RequestDisposition::Retransmission(
+                t.handle_retransmission(),
+            ));
         }
+        // Trying has no timer, so nothing to schedule yet.
         self.servers
-            .insert(id.clone(), ServerTransaction::new(source));
-        self.schedule(Side::Server, &id);
+            .insert(Arc::new(id.clone()), ServerTransaction::new(source));
         Ok(RequestDisposition::New(id))
     }
 
     /// The TU answers a server transaction; returns where the response goes (RFC 3261
     /// 18.2.2 and RFC 3581 through [`response_target`]: the same connection over TCP,
-    /// `received`/`rport` or the sent-by port over UDP).
+    /// `received`/`rport` or the sent-by port over UDP) and the bytes to send there, the
+    /// same ones any retransmission of the request gets.
     pub fn send_response(
         &mut self,
         id: &TransactionId,
         resp: &Response,
         now: Instant,
-    ) -> Result<Target, Error> {
+    ) -> Result<(Target, WireBytes), Error> {
         let t = self
             .servers
             .get_mut(id)
             .ok_or_else(|| Error::Transaction("no such server transaction".into()))?;
-        t.send_response(resp, now)?;
-        let target = response_target(resp, t.source);
+        let sent = t.send_response(resp, now)?;
         if t.state() == State::Terminated {
             self.servers.remove(id);
         } else {
             self.schedule(Side::Server, id);
         }
-        Ok(target)
+        Ok(sent)
     }
 
     /// Starts a client transaction for `req`, whose top Via must carry a branch from
-    /// [`new_branch`](Self::new_branch). The caller sends it to `target` now.
+    /// [`new_branch`](Self::new_branch). Returns its key and the request serialized; the
+    /// caller sends those bytes to `target` now, and Timer E resends them.
     pub fn send_request(
         &mut self,
-        req: Request,
+        req: &Request,
         target: Target,
         now: Instant,
-    ) -> Result<TransactionId, Error> {
-        let id = TransactionId::for_request(&req)?;
+    ) -> Result<(TransactionId, WireBytes), Error> {
+        let id = TransactionId::for_request(req)?;
         if !id.branch.starts_with(MAGIC_COOKIE) {
             return Err(Error::Transaction(
                 "request without an RFC 3261 branch".into(),
@@ -420,10 +443,15 @@ impl TransactionTable {
         if self.clients.contains_key(&id) {
             return Err(Error::Transaction("branch already in use".into()));
         }
-        self.clients
-            .insert(id.clone(), ClientTransaction::new(req, target, now));
-        self.schedule(Side::Client, &id);
-        Ok(id)
+        let bytes = WireBytes::from(req.to_bytes());
+        let key = Arc::new(id.clone());
+        let t = ClientTransaction::new(bytes.clone(), target, now);
+        if let Some(due) = t.poll_timeout() {
+            self.timers
+                .push(Reverse((due, Side::Client, Arc::clone(&key))));
+        }
+        self.clients.insert(key, t);
+        Ok((id, bytes))
     }
 
     /// An incoming response: `Some` to pass up to the TU with its transaction, `None`
@@ -472,20 +500,22 @@ impl TransactionTable {
                     match t.handle_timeout(now) {
                         Some(ClientOutput::Retransmit(request)) => {
                             out.push(TableOutput::Retransmit {
-                                id: id.clone(),
+                                id: TransactionId::clone(&id),
                                 target: t.target(),
                                 request,
                             });
                         }
                         Some(ClientOutput::Timeout) => {
-                            out.push(TableOutput::Timeout { id: id.clone() });
+                            out.push(TableOutput::Timeout {
+                                id: TransactionId::clone(&id),
+                            });
                         }
                         None => {}
                     }
                     if t.state() == State::Terminated {
                         self.clients.remove(&id);
-                    } else {
-                        self.schedule(Side::Client, &id);
+                    } else if let Some(due) = t.poll_timeout() {
+                        self.timers.push(Reverse((due, Side::Client, id)));
                     }
                 }
                 Side::Server => {
@@ -498,8 +528,8 @@ impl TransactionTable {
                     t.handle_timeout(now);
                     if t.state() == State::Terminated {
                         self.servers.remove(&id);
-                    } else {
-                        self.schedule(Side::Server, &id);
+                    } else if let Some(due) = t.poll_timeout() {
+                        self.timers.push(Reverse((due, Side::Server, id)));
                     }
                 }
             }
@@ -533,10 +563,20 @@ impl TransactionTable {
         }
     }
 
-    /// Puts the transaction's next deadline, if any, in the heap.
+    /// Puts the transaction's next deadline, if any, in the heap, sharing the map's key.
     fn schedule(&mut self, side: Side, id: &TransactionId) {
-        if let Some(due) = self.deadline(side, id) {
-            self.timers.push(Reverse((due, side, id.clone())));
+        let entry = match side {
+            Side::Client => self
+                .clients
+                .get_key_value(id)
+                .and_then(|(k, t)| Some((t.poll_timeout()?, k))),
+            Side::Server => self
+                .servers
+                .get_key_value(id)
+                .and_then(|(k, t)| Some((t.poll_timeout()?, k))),
+        };
+        if let Some((due, key)) = entry {
+            self.timers.push(Reverse((due, side, Arc::clone(key))));
         }
     }
 }
@@ -575,9 +615,9 @@ mod tests {
     fn failed_client_transaction_is_gone() {
         let t0 = Instant::now();
         let mut table = TransactionTable::new(1);
-        let id = table
+        let (id, _) = table
             .send_request(
-                req("z9hG4bKfail", "MESSAGE"),
+                &req("z9hG4bKfail", "MESSAGE"),
                 target(TransportKind::Tcp),
                 t0,
             )
@@ -604,11 +644,19 @@ mod tests {
             RequestDisposition::Retransmission(None)
         );
         let ok = Response::for_request(&r, StatusCode::OK, "OK");
-        assert_eq!(table.send_response(&id, &ok, t0).unwrap(), src);
-        assert_eq!(
-            table.handle_request(&r, src, t0).unwrap(),
-            RequestDisposition::Retransmission(Some((src, ok.clone())))
-        );
+        let (to, sent) = table.send_response(&id, &ok, t0).unwrap();
+        assert_eq!(to, src);
+        assert_eq!(&*sent, &ok.to_bytes()[..]);
+        // Every retransmission gets the very bytes first sent.
+        for _ in 0..3 {
+            let RequestDisposition::Retransmission(Some((again, bytes))) =
+                table.handle_request(&r, src, t0).unwrap()
+            else {
+                panic!("no resend")
+            };
+            assert_eq!(again, src);
+            assert_eq!(bytes, sent);
+        }
         assert!(table.send_response(&id, &ok, t0).is_err());
         // Same branch, other method: another transaction.
         let other = req("z9hG4bKabc", "OPTIONS");
@@ -642,7 +690,7 @@ mod tests {
             panic!()
         };
         let ok = Response::for_request(&r, StatusCode::OK, "OK");
-        let to = table.send_response(&id, &ok, t0).unwrap();
+        let (to, _) = table.send_response(&id, &ok, t0).unwrap();
         assert_eq!(to.addr, "192.0.2.1:5060".parse().unwrap());
         let RequestDisposition::Retransmission(Some((again, _))) =
             table.handle_request(&r, src, t0).unwrap()
@@ -650,6 +698,31 @@ mod tests {
             panic!()
         };
         assert_eq!(again, to);
+    }
+
+    #[test]
+    fn server_resends_latest_response_bytes() {
+        let t0 = Instant::now();
+        let mut table = TransactionTable::new(1);
+        let r = req("z9hG4bKprov", "SUBSCRIBE");
+        let src = target(TransportKind::Udp);
+        let RequestDisposition::New(id) = table.handle_request(&r, src, t0).unwrap() else {
+            panic!()
+        };
+        let trying = Response::for_request(&r, StatusCode::TRYING, "Trying");
+        let (_, first) = table.send_response(&id, &trying, t0).unwrap();
+        assert_eq!(
+            table.handle_request(&r, src, t0).unwrap(),
+            RequestDisposition::Retransmission(Some((src, first.clone())))
+        );
+        let mut ok = Response::for_request(&r, StatusCode::ACCEPTED, "Accepted");
+        ok.headers.push("Expires", "600");
+        let (_, last) = table.send_response(&id, &ok, t0).unwrap();
+        assert_ne!(first, last);
+        assert_eq!(
+            table.handle_request(&r, src, t0).unwrap(),
+            RequestDisposition::Retransmission(Some((src, last)))
+        );
     }
 
     #[test]
@@ -690,9 +763,10 @@ mod tests {
         let mut table = TransactionTable::new(7);
         let branch = table.new_branch();
         let r = req(&branch, "MESSAGE");
-        let id = table
-            .send_request(r.clone(), target(TransportKind::Udp), t0)
+        let (id, sent) = table
+            .send_request(&r, target(TransportKind::Udp), t0)
             .unwrap();
+        assert_eq!(&*sent, &r.to_bytes()[..]);
         let mut now;
         let mut intervals = Vec::new();
         let mut last = t0;
@@ -701,7 +775,7 @@ mod tests {
             let out = table.handle_timeout(now);
             match out.as_slice() {
                 [TableOutput::Retransmit { request, .. }] => {
-                    assert_eq!(**request, r);
+                    assert_eq!(request, &sent);
                     intervals.push((now - last).as_millis());
                     last = now;
                 }
@@ -723,7 +797,7 @@ mod tests {
         let mut table = TransactionTable::new(7);
         let r = req(&table.new_branch(), "SUBSCRIBE");
         table
-            .send_request(r.clone(), target(TransportKind::Udp), t0)
+            .send_request(&r, target(TransportKind::Udp), t0)
             .unwrap();
         let trying = Response::for_request(&r, StatusCode::TRYING, "Trying");
         assert!(table.handle_response(trying, t0).is_some());
@@ -750,11 +824,78 @@ mod tests {
         let mut table = TransactionTable::new(7);
         let r = req(&table.new_branch(), "MESSAGE");
         table
-            .send_request(r.clone(), target(TransportKind::Tcp), t0)
+            .send_request(&r, target(TransportKind::Tcp), t0)
             .unwrap();
         assert_eq!(table.poll_timeout(), Some(t0 + 64 * T1));
         let ok = Response::for_request(&r, StatusCode::OK, "OK");
         assert!(table.handle_response(ok, t0).is_some());
         assert_eq!(table.len().1, 0);
+    }
+}
+
+/// Memory per live server transaction in Completed (Timer J) state: run with
+/// `cargo test -p sipjab-sip --release -- --ignored --nocapture server_transaction_memory`.
+#[cfg(test)]
+mod memory {
+    use super::*;
+    use crate::route::TransportKind;
+    use crate::{Message, StatusCode, parse_datagram};
+
+    fn rss_kib() -> u64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    #[ignore = "measurement: reports VmRSS"]
+    fn server_transaction_memory() {
+        const N: usize = 100_000;
+        let body = "Hello there, are you coming to the meeting at three?";
+        // Parse all requests first so only the table's growth is measured.
+        let reqs: Vec<Request> = (0..N)
+            .map(|i| {
+                let text = format!(
+                    "MESSAGE sip:alice@xmpp.example.com SIP/2.0\r\n\
+                     Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK.{i:08x}a7c3e1;rport=5060;received=192.0.2.10\r\n\
+                     Max-Forwards: 70\r\n\
+                     From: \"Bob\" <sip:bob@sip.example.com>;tag=4fa3c{i:x}\r\n\
+                     To: <sip:alice@xmpp.example.com>\r\n\
+                     Call-ID: {i:x}-8d2e6f0c1b@192.0.2.10\r\n\
+                     CSeq: 1 MESSAGE\r\n\
+                     User-Agent: bench/1.0\r\n\
+                     Content-Type: text/plain\r\n\
+                     Content-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                match parse_datagram(text.as_bytes()).unwrap() {
+                    Message::Request(r) => r,
+                    Message::Response(_) => panic!(),
+                }
+            })
+            .collect();
+        let src = Target {
+            addr: "192.0.2.10:5060".parse().unwrap(),
+            transport: TransportKind::Udp,
+        };
+        let now = Instant::now();
+        let mut table = TransactionTable::new(1);
+        let before = rss_kib();
+        for r in &reqs {
+            let RequestDisposition::New(id) = table.handle_request(r, src, now).unwrap() else {
+                panic!("not new")
+            };
+            let resp = Response::for_request(r, StatusCode::ACCEPTED, "Accepted");
+            let _ = table.send_response(&id, &resp, now).unwrap();
+        }
+        let after = rss_kib();
+        assert_eq!(table.len().0, N);
+        println!(
+            "{N} server transactions: VmRSS {before} KiB -> {after} KiB, {:.0} B each",
+            (after - before) as f64 * 1024.0 / N as f64
+        );
     }
 }

@@ -231,7 +231,12 @@ impl SipTransport {
     /// Sends a message: over UDP from a socket of the target's address family, over
     /// TCP on the open connection to that peer or a new one.
     pub async fn send(&self, message: &Message, target: Target) -> Result<(), Error> {
-        let bytes = message.to_bytes();
+        self.send_bytes(&message.to_bytes(), target).await
+    }
+
+    /// Sends a message already serialized, as [`send`](Self::send) does: for the stored
+    /// wire form of a response or request that the transaction layer asks to resend.
+    pub async fn send_bytes(&self, bytes: &[u8], target: Target) -> Result<(), Error> {
         match target.transport {
             TransportKind::Udp => {
                 let sock = self
@@ -245,10 +250,11 @@ impl SipTransport {
                     .ok_or_else(|| {
                         Error::Transport(format!("no UDP socket for {}", target.addr))
                     })?;
-                sock.send_to(&bytes, target.addr).await?;
+                sock.send_to(bytes, target.addr).await?;
                 Ok(())
             }
-            TransportKind::Tcp => self.send_tcp(bytes, target.addr).await,
+            // The connection's writer task owns what it writes: one copy.
+            TransportKind::Tcp => self.send_tcp(bytes.to_vec(), target.addr).await,
         }
     }
 

@@ -110,6 +110,48 @@ async fn udp_message_delivered_stamped_and_answered() {
 }
 
 #[tokio::test]
+async fn udp_retransmission_gets_the_same_bytes() {
+    let (t, mut rx) = start(TransportConfig::default()).await;
+    let server = t.local_addr(TransportKind::Udp).unwrap();
+    let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut table = crate::TransactionTable::new(1);
+    let now = std::time::Instant::now();
+    let msg = message("udprtx", "client.invalid:5099");
+    let mut answers = Vec::new();
+    for attempt in 0..2 {
+        client.send_to(&msg, server).await.unwrap();
+        let inc = expect_call(&mut rx, "udprtx").await;
+        let (target, bytes) = match table
+            .handle_request(request(&inc), inc.source_target(), now)
+            .unwrap()
+        {
+            crate::RequestDisposition::New(id) => {
+                assert_eq!(attempt, 0);
+                let resp = Response::for_request(request(&inc), StatusCode::ACCEPTED, "Accepted");
+                table.send_response(&id, &resp, now).unwrap()
+            }
+            crate::RequestDisposition::Retransmission(resend) => {
+                assert_eq!(attempt, 1);
+                resend.expect("final response stored")
+            }
+        };
+        t.send_bytes(&bytes, target).await.unwrap();
+        let mut buf = [0u8; 2048];
+        let (n, from) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(from, server);
+        answers.push(buf[..n].to_vec());
+    }
+    assert_eq!(answers[0], answers[1]);
+    let Message::Response(got) = crate::parse_datagram(&answers[0]).unwrap() else {
+        panic!()
+    };
+    assert_eq!(got.status, StatusCode::ACCEPTED);
+}
+
+#[tokio::test]
 async fn tcp_message_delivered_and_answered_on_same_connection() {
     let (t, mut rx) = start(TransportConfig::default()).await;
     let server = t.local_addr(TransportKind::Tcp).unwrap();
