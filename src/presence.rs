@@ -55,6 +55,9 @@ use crate::xmpp_to_sip::message_request;
 const SWEEP: usize = 500;
 /// How long the gateway subscribes to a SIP user for a contact (RFC 8048 §5.2.1 example).
 const WATCH_EXPIRES: u32 = 3600;
+/// How long before its end such a subscription is refreshed (RFC 8048 §5.2.2: the gateway
+/// owns the expiry and the refresh).
+const WATCH_REFRESH: i64 = 300;
 /// The longest publication granted, and the default (RFC 3903 §5, presence: 3600 s).
 const PUBLISH_MAX: u32 = 3600;
 /// The shortest publication accepted (RFC 3903 §6: 423 with Min-Expires below it).
@@ -553,6 +556,39 @@ impl Presences {
         Ok(out)
     }
 
+    /// SUBSCRIBEs the gateway holds for contacts are renewed before they end. Each renewal
+    /// is claimed by writing the new expiry first (compare-and-set), so one instance sends it.
+    async fn refresh_sip_side(&mut self, now: i64) -> Result<Outputs, PresenceError> {
+        let due = self
+            .store
+            .sip_subscriptions_expiring(now.saturating_add(WATCH_REFRESH), SWEEP)
+            .await?;
+        let mut out = Vec::new();
+        for mut sub in due {
+            if sub.direction != Direction::XmppWatchesSip || sub.remote_tag.is_empty() {
+                continue;
+            }
+            sub.expires_at = now.saturating_add(i64::from(WATCH_EXPIRES));
+            sub.updated_at = now;
+            let Some(mut claimed) = self.store.update_sip_subscription(&sub).await? else {
+                continue;
+            };
+            let (Some(cseq), Some(account), Ok(contact)) = (
+                self.store.next_local_cseq(claimed.id).await?,
+                self.store.account_by_juid(claimed.juid).await?,
+                BareJid::new(&claimed.contact),
+            ) else {
+                continue;
+            };
+            claimed.local_cseq = cseq;
+            out.push(Output::Sip {
+                request: self.subscribe_request(&account, &contact, &claimed, WATCH_EXPIRES),
+                token: Some(Token::Watch(claimed.id)),
+            });
+        }
+        Ok(out)
+    }
+
     /// The final answer to a SUBSCRIBE sent for a contact (dialog `id`).
     pub async fn handle_watch_result(
         &mut self,
@@ -578,6 +614,11 @@ impl Presences {
             return Ok(Vec::new());
         }
         self.store.remove_sip_subscription(id).await?;
+        if sub.state == SubscriptionState::Active {
+            // A failed refresh ends the dialog; the user's answer stands (RFC 8048 §5.2.2:
+            // 423 and 481 are transient, the XMPP authorisation is kept).
+            return Ok(Vec::new());
+        }
         let Some(account) = self.store.account_by_juid(sub.juid).await? else {
             return Ok(Vec::new());
         };
@@ -742,15 +783,16 @@ impl Presences {
         Ok(out)
     }
 
-    /// Timers: sessions past their registration or idle past `cache_time`. Each expired
-    /// session is handled by exactly one instance.
+    /// Timers: SUBSCRIBEs held for contacts that are due for renewal, sessions past their
+    /// registration or idle past `cache_time`, publications past their expiry. Each expired
+    /// row is handled by exactly one instance.
     pub async fn handle_timeout(&mut self, now: i64) -> Result<Outputs, PresenceError> {
+        let mut out = self.refresh_sip_side(now).await?;
         let idle_before = (!self.settings.cache_time.is_zero()).then(|| {
             now.saturating_sub(
                 i64::try_from(self.settings.cache_time.as_secs()).unwrap_or(i64::MAX),
             )
         });
-        let mut out = Vec::new();
         loop {
             let expired = self.store.expire_sessions(now, idle_before, SWEEP).await?;
             let swept = expired.len();
@@ -992,6 +1034,120 @@ pub fn user_presence(user: &BareJid, to: &BareJid, session: Option<&Session>) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::address::JDomain;
+    use sipjab_db::{DbUrl, SipAor};
+    use sipjab_sip::StatusCode;
+
+    fn settings() -> PresenceSettings {
+        PresenceSettings {
+            rules: AddressRules {
+                jdomain: JDomain::new("jabber.x.com", '*').unwrap(),
+                aliases: Vec::new(),
+                component_domain: "sip.x.com".into(),
+            },
+            registrar: Uri::parse("sip:jabber_gateway@127.0.0.1").unwrap(),
+            authorize: Authorize::Ask,
+            cache_time: Duration::from_secs(600),
+            local_contact: "sip:127.0.0.1:5060".into(),
+        }
+    }
+
+    fn types(out: &[Output]) -> Vec<String> {
+        out.iter()
+            .map(|o| match o {
+                Output::Stanza(el) => {
+                    format!("presence:{}", el.attr("type").unwrap_or("available"))
+                }
+                Output::Sip { request, .. } => request.method.to_string(),
+            })
+            .collect()
+    }
+
+    /// RFC 8048 §5.2: a contact's request becomes a SUBSCRIBE to the SIP user; the 200 and
+    /// an active NOTIFY approve it; the SUBSCRIBE is renewed before it ends, once.
+    #[tokio::test]
+    async fn a_contact_request_is_decided_on_the_sip_side_and_renewed() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DbUrl::parse(&format!("sqlite://{}/t.db", dir.path().display())).unwrap();
+        let store = Store::init(&url).await.unwrap();
+        let alice = store
+            .add_account(
+                &SipAor::parse("sip:alice@example.com").unwrap(),
+                "alice",
+                None,
+            )
+            .await
+            .unwrap();
+        let mut p = Presences::new(store, settings());
+        let t0 = 1_000_000;
+        let mut ask = Presence::new(Type::Subscribe);
+        ask.from = Some(Jid::new("romeo@montague.lit/phone").unwrap());
+        ask.to = Some(Jid::new("alice@sip.x.com").unwrap());
+        let out = p.handle_presence(t0, ask, &alice).await.unwrap();
+        let [
+            Output::Sip {
+                request,
+                token: Some(Token::Watch(id)),
+            },
+        ] = out.as_slice()
+        else {
+            panic!("expected one SUBSCRIBE: {:?}", types(&out))
+        };
+        assert_eq!(request.method, Method::Subscribe);
+        assert_eq!(request.uri.to_string(), "sip:alice@example.com");
+        assert_eq!(request.headers.get("Event"), Some("presence"));
+        let from = request.headers.from().unwrap().unwrap();
+        assert_eq!(from.uri.to_string(), "sip:romeo*montague.lit@jabber.x.com");
+        let ok = Response::for_request(request, StatusCode::OK, "OK");
+        assert!(
+            p.handle_watch_result(t0, *id, 200, Some(&ok))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        let their_tag = ok.headers.to().unwrap().unwrap().tag().unwrap().to_owned();
+        let our_tag = from.tag().unwrap().to_owned();
+        let call_id = request.headers.call_id().unwrap().unwrap().to_owned();
+        let body = "<presence xmlns='urn:ietf:params:xml:ns:pidf' entity='sip:alice@example.com'>\
+                    <tuple id='t'><status><basic>open</basic></status><note>Reading</note></tuple></presence>";
+        let notify = format!(
+            "NOTIFY sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKn1\r\n\
+             From: <sip:alice@example.com>;tag={their_tag}\r\n\
+             To: <sip:romeo*montague.lit@jabber.x.com>;tag={our_tag}\r\nCall-ID: {call_id}\r\n\
+             CSeq: 1 NOTIFY\r\nEvent: presence\r\nSubscription-State: active;expires=3600\r\n\
+             Content-Type: application/pidf+xml\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let sipjab_sip::Message::Request(notify) =
+            sipjab_sip::parse_datagram(notify.as_bytes()).unwrap()
+        else {
+            panic!("not a request")
+        };
+        let out = p.handle_notify(t0 + 1, &notify).await.unwrap();
+        assert_eq!(
+            types(&out),
+            [
+                "presence:subscribed",
+                "presence:unavailable",
+                "presence:available"
+            ]
+        );
+
+        // Renewed once, in the same dialog, shortly before the end.
+        assert!(types(&p.handle_timeout(t0 + 60).await.unwrap()).is_empty());
+        let out = p.handle_timeout(t0 + 3600 - 200).await.unwrap();
+        let [Output::Sip { request: again, .. }] = out.as_slice() else {
+            panic!("expected one renewal: {:?}", types(&out))
+        };
+        assert_eq!(again.headers.call_id().unwrap(), Some(call_id.as_str()));
+        assert_eq!(again.headers.cseq().unwrap().unwrap().seq, 2);
+        assert_eq!(
+            again.headers.to().unwrap().unwrap().tag(),
+            Some(their_tag.as_str())
+        );
+        assert!(types(&p.handle_timeout(t0 + 3600 - 199).await.unwrap()).is_empty());
+    }
 
     #[test]
     fn subscription_transitions() {
