@@ -323,6 +323,12 @@ impl Driver {
             }
         };
         let resp = self.respond(now, &req).await;
+        // The stanza a MESSAGE became goes to the link before the 202 goes out: the answer
+        // can wait a few microseconds, the message should not wait for a send. (NOTIFYs stay
+        // queued until after their 200.)
+        while let Some(out) = self.gateway.poll_output() {
+            self.carry_out_one(out).await;
+        }
         match self.table.send_response(&id, &resp, now) {
             Ok((target, bytes)) => self.send_bytes(&bytes, target).await,
             Err(e) => warn!(error = %e, "cannot answer a request"),
@@ -591,10 +597,14 @@ impl Driver {
                     None => return,
                 },
             };
-            match out {
-                Output::Stanza(stanza) => self.send_stanza(stanza),
-                Output::Sip { request, token } => self.send_request(request, token).await,
-            }
+            self.carry_out_one(out).await;
+        }
+    }
+
+    async fn carry_out_one(&mut self, out: Output) {
+        match out {
+            Output::Stanza(stanza) => self.send_stanza(stanza),
+            Output::Sip { request, token } => self.send_request(request, token).await,
         }
     }
 
@@ -623,7 +633,7 @@ impl Driver {
     }
 
     fn send_stanza(&mut self, stanza: Element) {
-        if let Err(e) = self.sender.send(stanza.clone()) {
+        if let Err(e) = self.sender.send_element(&stanza) {
             if e.is_bad_stanza() {
                 warn!(error = %e, "dropping a stanza the link refused");
             } else {

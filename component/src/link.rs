@@ -108,7 +108,13 @@ impl StanzaSender {
     /// mean it was not sent: keep it and retry after [`LinkEvent::Connected`]. Other
     /// errors are faults of the stanza itself ([`Error::is_bad_stanza`]).
     pub fn send(&self, stanza: impl Into<Element>) -> Result<(), Error> {
-        let bytes = encode_outgoing(&stanza.into(), &self.domain)?;
+        self.send_element(&stanza.into())
+    }
+
+    /// [`StanzaSender::send`] that leaves the stanza with the caller, who can queue it again
+    /// if the link turns out to be down, without copying every stanza to that end.
+    pub fn send_element(&self, stanza: &Element) -> Result<(), Error> {
+        let bytes = encode_outgoing(stanza, &self.domain)?;
         match &*self.live.borrow() {
             Some(tx) => tx.try_send(bytes).map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => Error::QueueFull,
