@@ -136,3 +136,21 @@ pub enum Error {
     #[error("database task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
 }
+
+/// [`Error::BadRow`] for `table.column`: a stored value neither backend can read.
+pub(crate) fn bad(table: &'static str, column: &'static str, reason: String) -> Error {
+    Error::BadRow {
+        table,
+        column,
+        reason,
+    }
+}
+
+/// A NOT NULL column that was NULL is [`Error::BadRow`].
+pub(crate) fn required(
+    v: Option<String>,
+    table: &'static str,
+    column: &'static str,
+) -> Result<String, Error> {
+    v.ok_or_else(|| bad(table, column, "NULL in a NOT NULL column".to_owned()))
+}

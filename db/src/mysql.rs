@@ -24,7 +24,7 @@ use mysql_async::prelude::Queryable;
 use mysql_async::{Opts, OptsBuilder, Params, Pool, Row, TxOpts, Value};
 
 use crate::aor::SipAor;
-use crate::error::Error;
+use crate::error::{Error, bad, required};
 use crate::model::{Account, Network, NetworkAccount};
 use crate::schema::{self, ACCOUNT_COLUMNS, SCHEMA_VERSION};
 use crate::state::{Due, Publication, STATE_TABLES, StateRow, Val, q, sql};
@@ -733,20 +733,6 @@ fn network_account(row: Row) -> Result<NetworkAccount, Error> {
         passwd: text(next(), tn, "passwd")?,
         nick: text(next(), tn, "nick")?,
     })
-}
-
-/// [`Error::BadRow`] for `table.column`.
-fn bad(table: &'static str, column: &'static str, reason: String) -> Error {
-    Error::BadRow {
-        table,
-        column,
-        reason,
-    }
-}
-
-/// A NOT NULL column that was NULL is [`Error::BadRow`].
-fn required(v: Option<String>, table: &'static str, column: &'static str) -> Result<String, Error> {
-    v.ok_or_else(|| bad(table, column, "NULL in a NOT NULL column".to_owned()))
 }
 
 /// An integer column, from the binary (typed) or text protocol.

@@ -20,7 +20,7 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, ToSql, TransactionBehavior, params};
 
 use crate::aor::SipAor;
-use crate::error::Error;
+use crate::error::{Error, bad, required};
 use crate::model::{Account, Network, NetworkAccount};
 use crate::schema::{self, ACCOUNT_COLUMNS, SCHEMA_VERSION};
 use crate::state::{Due, Publication, STATE_TABLES, StateRow, Val, q, sql};
@@ -601,20 +601,6 @@ fn network_account(row: &rusqlite::Row<'_>) -> Result<NetworkAccount, Error> {
         passwd: text(row.get_ref(2)?, network.table(), "passwd")?,
         nick: text(row.get_ref(3)?, network.table(), "nick")?,
     })
-}
-
-/// [`Error::BadRow`] for `table.column`.
-fn bad(table: &'static str, column: &'static str, reason: String) -> Error {
-    Error::BadRow {
-        table,
-        column,
-        reason,
-    }
-}
-
-/// A NOT NULL column that was NULL is [`Error::BadRow`].
-fn required(v: Option<String>, table: &'static str, column: &'static str) -> Result<String, Error> {
-    v.ok_or_else(|| bad(table, column, "NULL in a NOT NULL column".to_owned()))
 }
 
 /// An integer column; SQLite's loose typing may hand us text holding one.
