@@ -199,20 +199,7 @@ impl Presences {
         req: &Request,
         account: &Account,
     ) -> Result<Published, Rejection> {
-        let event = req.headers.event().ok().flatten();
-        if !event.is_some_and(|e| e.package.eq_ignore_ascii_case("presence")) {
-            let mut r = reject(489, "Bad Event");
-            r.headers.push(("Allow-Events".into(), "presence".into()));
-            return Err(r);
-        }
-        let expires = req.headers.expires().ok().flatten().unwrap_or(PUBLISH_MAX);
-        if expires > 0 && expires < PUBLISH_MIN {
-            let mut r = reject(423, "Interval Too Brief");
-            r.headers
-                .push(("Min-Expires".into(), PUBLISH_MIN.to_string()));
-            return Err(r);
-        }
-        let expires = expires.min(PUBLISH_MAX);
+        let expires = presence_expiry(req, PUBLISH_MIN, PUBLISH_MAX)?;
         let document = if req.body.is_empty() {
             None
         } else {
@@ -962,6 +949,26 @@ pub(crate) async fn accounts_by_juid(
     Ok(accounts)
 }
 
+/// The expiry a SUBSCRIBE or PUBLISH for the presence event asks for, within `min..=max`
+/// (`max` when it names none, 0 to end). Another event gets 489 with `Allow-Events`
+/// (RFC 6665 §4.2.1.1); a non-zero expiry below `min` gets 423 with `Min-Expires` (RFC 6665
+/// §4.2.1.1, RFC 3903 §6); one above `max` is shortened.
+pub(crate) fn presence_expiry(req: &Request, min: u32, max: u32) -> Result<u32, Rejection> {
+    let event = req.headers.event().ok().flatten();
+    if !event.is_some_and(|e| e.package.eq_ignore_ascii_case("presence")) {
+        let mut r = reject(489, "Bad Event");
+        r.headers.push(("Allow-Events".into(), "presence".into()));
+        return Err(r);
+    }
+    let expires = req.headers.expires().ok().flatten().unwrap_or(max);
+    if expires > 0 && expires < min {
+        let mut r = reject(423, "Interval Too Brief");
+        r.headers.push(("Min-Expires".into(), min.to_string()));
+        return Err(r);
+    }
+    Ok(expires.min(max))
+}
+
 /// A fresh entity tag (RFC 3903 §4.1: unique for the publication; 128 random bits).
 fn new_etag() -> String {
     format!("{:016x}{:016x}", fastrand::u64(..), fastrand::u64(..))
@@ -1147,6 +1154,50 @@ mod tests {
             Some(their_tag.as_str())
         );
         assert!(types(&p.handle_timeout(t0 + 3600 - 199).await.unwrap()).is_empty());
+    }
+
+    #[test]
+    fn presence_expiry_bounds() {
+        let req = |event: &str, expires: Option<u32>| {
+            let mut r = Request::new(
+                Method::Publish,
+                Uri::parse("sip:alice@example.com").unwrap(),
+            );
+            r.headers.push("Event", event);
+            if let Some(e) = expires {
+                r.headers.push("Expires", e.to_string());
+            }
+            r
+        };
+        let code = |r: Result<u32, Rejection>| r.map_err(|e| e.code.as_u16());
+        assert_eq!(
+            code(presence_expiry(&req("presence", None), 60, 3600)),
+            Ok(3600)
+        );
+        assert_eq!(
+            code(presence_expiry(&req("presence", Some(0)), 60, 3600)),
+            Ok(0)
+        );
+        assert_eq!(
+            code(presence_expiry(&req("presence", Some(99999)), 60, 3600)),
+            Ok(3600)
+        );
+        assert_eq!(
+            code(presence_expiry(&req("presence", Some(59)), 60, 3600)),
+            Err(423)
+        );
+        let low = presence_expiry(&req("presence", Some(30)), 60, 3600).unwrap_err();
+        assert!(
+            low.headers
+                .contains(&("Min-Expires".to_owned(), "60".to_owned()))
+        );
+        let other = presence_expiry(&req("dialog", Some(600)), 60, 3600).unwrap_err();
+        assert_eq!(other.code.as_u16(), 489);
+        assert!(
+            other
+                .headers
+                .contains(&("Allow-Events".to_owned(), "presence".to_owned()))
+        );
     }
 
     #[test]

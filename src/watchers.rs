@@ -28,7 +28,7 @@ use xmpp_parsers::presence::{Presence, Type};
 use crate::address::AddressRules;
 use crate::gateway::Output;
 use crate::pidf::{CONTENT_TYPE, ContactPresence, closed_document};
-use crate::presence::{PresenceError, accounts_by_juid};
+use crate::presence::{PresenceError, accounts_by_juid, presence_expiry};
 use crate::sip_to_xmpp::reject;
 
 /// The event package the gateway serves.
@@ -70,20 +70,7 @@ impl Watchers {
         contact: &BareJid,
         local_contact: &str,
     ) -> Result<(Response, Outputs), Rejection> {
-        let event = req.headers.event().ok().flatten();
-        if !event.is_some_and(|e| e.package.eq_ignore_ascii_case(EVENT)) {
-            let mut r = reject(489, "Bad Event");
-            r.headers.push(("Allow-Events".into(), EVENT.into()));
-            return Err(r);
-        }
-        let expires = req.headers.expires().ok().flatten().unwrap_or(MAX_EXPIRES);
-        if expires > 0 && expires < MIN_EXPIRES {
-            let mut r = reject(423, "Interval Too Brief");
-            r.headers
-                .push(("Min-Expires".into(), MIN_EXPIRES.to_string()));
-            return Err(r);
-        }
-        let expires = expires.min(MAX_EXPIRES);
+        let expires = presence_expiry(req, MIN_EXPIRES, MAX_EXPIRES)?;
         let mut resp = Response::for_request(req, StatusCode::OK, "OK");
         resp.headers.push("Expires", expires.to_string());
         resp.headers.push("Contact", format!("<{local_contact}>"));
