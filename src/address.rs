@@ -277,6 +277,17 @@ impl AddressRules {
         self.jdomain_address(&[jid.resource().as_str(), &room, jid.domain().as_str()])
     }
 
+    /// Maps a MUC room (`room@server`) to `sip:*room*server@<jdomain>`: the conference address
+    /// with an empty nick, which notices about the room come from and which a SIP user can
+    /// answer to talk in the room.
+    pub fn room_to_sip(&self, room: &BareJid) -> Result<SipUri, AddressError> {
+        let node = room
+            .node()
+            .ok_or_else(|| AddressError::NoLocalpart(room.to_string()))?;
+        let local = xep0106_unescape(node.as_str());
+        self.jdomain_address(&["", &local, room.domain().as_str()])
+    }
+
     fn jdomain_address(&self, parts: &[&str]) -> Result<SipUri, AddressError> {
         let delim = self.jdomain.delimiter;
         if let Some(part) = parts.iter().find(|p| p.contains(delim)) {
@@ -495,6 +506,20 @@ mod tests {
         assert_eq!(
             occupant.to_string(),
             "sip:nick*room*conference.jabber.org@jabber.x.com"
+        );
+        let room = r
+            .room_to_sip(&BareJid::new("room@conference.jabber.org").unwrap())
+            .unwrap();
+        assert_eq!(
+            room.to_string(),
+            "sip:*room*conference.jabber.org@jabber.x.com"
+        );
+        let back = r
+            .sip_to_xmpp(room.user.as_deref().unwrap(), "jabber.x.com")
+            .unwrap();
+        assert!(
+            matches!(&back, XmppTarget::Conference { room, nick: None } if room.to_string() == "room@conference.jabber.org"),
+            "{back:?}"
         );
     }
 

@@ -56,6 +56,18 @@ pub struct Config {
     pub db: DbConfig,
     /// Presence authorisation.
     pub presence: PresenceConfig,
+    /// MUC conferences.
+    pub conference: ConferenceConfig,
+}
+
+/// `[conference]`: what a SIP user gets when joining a MUC room. SIP clients have no
+/// scroll-back, so both default to off: a join would otherwise flood the phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConferenceConfig {
+    /// How many past messages the room sends on join (XEP-0045 `maxstanzas`).
+    pub history: u32,
+    /// Whether the room's subject is sent as an INFO notice on join (later changes always are).
+    pub subject: bool,
 }
 
 /// `[presence]`: who may see a SIP user's presence.
@@ -223,6 +235,15 @@ struct RawConfig {
     db: RawDb,
     #[serde(default)]
     presence: RawPresence,
+    #[serde(default)]
+    conference: RawConference,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConference {
+    history: u32,
+    subject: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -419,7 +440,7 @@ impl Config {
              [sip]\nlisten = [{}]\n{proxy}\nregistrar = {:?}\ntrusted = [{}]\n\n\
              [gateway]\njdomain = {{ domain = {:?}, delimiter = {:?} }}\naliases = [{aliases}]\n\
              cache_time = {}\ndelay_time = {}\nqueue_limit = {}\n\n[db]\nurl = {:?}\n\n\
-             [presence]\nauthorize = {:?}\n",
+             [presence]\nauthorize = {:?}\n\n[conference]\nhistory = {}\nsubject = {}\n",
             self.xmpp.host,
             self.xmpp.port,
             self.xmpp.domain,
@@ -434,6 +455,8 @@ impl Config {
             self.gateway.queue_limit,
             self.db.url.redacted(),
             format!("{:?}", self.presence.authorize).to_ascii_lowercase(),
+            self.conference.history,
+            self.conference.subject,
         )
     }
 }
@@ -605,6 +628,10 @@ impl RawConfig {
                 },
                 db: DbConfig { url },
                 presence: PresenceConfig { authorize },
+                conference: ConferenceConfig {
+                    history: self.conference.history,
+                    subject: self.conference.subject,
+                },
             }),
             _ => Err(ConfigError { problems: p.0 }),
         }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use jid::{BareJid, Jid};
 use minidom::Element;
-use sipjab_db::Account;
+use sipjab_db::{Account, Room};
 use sipjab_sip::{Rejection, Request, Uri};
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::message::{Id, Lang, Message, MessageType};
@@ -38,6 +38,14 @@ const SENT_TTL: Duration = Duration::from_secs(60);
 /// How many sent stanzas are remembered at most; past this the oldest are forgotten, so
 /// memory stays flat whatever the message rate.
 const SENT_MAX: usize = 100_000;
+
+/// Where a SIP MESSAGE goes: the destination as the user wrote it, and what it names.
+#[derive(Debug, Clone)]
+pub struct Route {
+    destination: String,
+    /// The contact or conference it names.
+    pub target: XmppTarget,
+}
 
 /// Who waits for the final answer to a SIP request the gateway sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,6 +82,8 @@ pub enum Output {
         /// Where its answer goes.
         token: Option<Token>,
     },
+    /// The user went offline: leave the user's conferences ([`crate::conference`]).
+    Offline(Account),
 }
 
 /// A stanza waiting for the component link, with what its sender is told if it fails.
@@ -175,24 +185,57 @@ impl Gateway {
         to.node().map(|n| n.to_string())
     }
 
-    /// A SIP MESSAGE that passed the transport checks, with its sender's account. `Ok` means
-    /// the text was handed to the link or queued: answer 202 Accepted.
+    /// Where a SIP MESSAGE goes. Worked out before [`Gateway::handle_message`] so that the
+    /// driver can look up the sender's membership when it is a conference.
+    pub fn route(&self, req: &Request) -> Result<Route, Rejection> {
+        let to = req.headers.to().ok().flatten().map(|t| t.uri);
+        let (dest, target) = destination(&self.settings.rules, req, to.as_ref())?;
+        Ok(Route {
+            destination: dest.to_string(),
+            target,
+        })
+    }
+
+    /// A SIP MESSAGE that passed the transport checks, with where it goes, its sender's
+    /// account and, for a conference, the sender's membership of the room. `Ok` means the text
+    /// was handed to the link or queued: answer 202 Accepted.
     pub fn handle_message(
         &mut self,
         now: Instant,
         req: &Request,
+        route: Route,
         sender: Option<&Account>,
+        membership: Option<&Room>,
     ) -> Result<(), Rejection> {
-        let to = req.headers.to().ok().flatten().map(|t| t.uri);
-        let (dest, target) = destination(&self.settings.rules, req, to.as_ref())?;
-        let dest = dest.to_string();
+        let Route {
+            destination: dest,
+            target,
+        } = route;
         let Some(account) = sender else {
             return Err(reject(403, "Forbidden (no gateway account for the sender)"));
         };
-        let to_jid = match target {
-            XmppTarget::Contact(jid) => Jid::from(jid),
-            XmppTarget::Conference { .. } => {
-                return Err(reject(404, "Not Found (join the conference first)"));
+        let (to_jid, type_) = match target {
+            XmppTarget::Contact(jid) => (Jid::from(jid), MessageType::Chat),
+            XmppTarget::Conference { room, nick } => {
+                let Some(member) = membership else {
+                    if let Ok(user) = Uri::parse(&account.sip_id) {
+                        let text = format!(
+                            "ERROR: you are not in the conference {room}; send :join to {dest} first"
+                        );
+                        self.notice(user, text);
+                    }
+                    return Err(reject(404, "Not Found (join the conference first)"));
+                };
+                match nick {
+                    // Another occupant: a private message (XEP-0045 §7.5).
+                    Some(nick) if nick != member.nick => {
+                        let occupant = room.with_resource_str(&nick).map_err(|_| {
+                            reject(400, "Bad Request (not a valid nick for the room)")
+                        })?;
+                        (Jid::from(occupant), MessageType::Chat)
+                    }
+                    _ => (Jid::from(room), MessageType::Groupchat),
+                }
             }
         };
         let from_jid = self.user_jid(account)?;
@@ -209,7 +252,14 @@ impl Gateway {
             destination: dest,
             first_line: first_line(&text.body),
         };
-        let stanza = Element::from(chat_stanza(from_jid, to_jid, id.clone(), text));
+        let mut msg = chat_stanza(from_jid, to_jid, id.clone(), text);
+        if type_ == MessageType::Groupchat {
+            msg.type_ = type_;
+        } else if membership.is_some() {
+            msg.payloads
+                .push(Element::builder("x", xmpp_parsers::ns::MUC_USER).build());
+        }
+        let stanza = Element::from(msg);
         if self.link_up {
             self.remember_sent(now, id, sent);
             self.outputs.push_back(Output::Stanza(stanza));
@@ -541,6 +591,17 @@ mod tests {
         std::fs::read_to_string(&path).unwrap().parse().unwrap()
     }
 
+    /// A MESSAGE from `sender`, not to a conference.
+    fn send(
+        gw: &mut Gateway,
+        now: Instant,
+        req: &Request,
+        sender: Option<&Account>,
+    ) -> Result<(), Rejection> {
+        let route = gw.route(req)?;
+        gw.handle_message(now, req, route, sender, None)
+    }
+
     fn drain(gw: &mut Gateway) -> Vec<Output> {
         std::iter::from_fn(|| gw.poll_output()).collect()
     }
@@ -576,7 +637,7 @@ mod tests {
         let now = Instant::now();
         let mut gw = up(now);
         let req = sip_fixture("message-latin1.sip");
-        gw.handle_message(now, &req, Some(&alice())).unwrap();
+        send(&mut gw, now, &req, Some(&alice())).unwrap();
         let [msg] = stanzas(drain(&mut gw)).try_into().unwrap();
         let expected = Message::try_from(xmpp_fixture("message-latin1.xml")).unwrap();
         assert_eq!(msg.from, expected.from);
@@ -590,9 +651,7 @@ mod tests {
     fn unknown_sender_gets_403_and_nothing_is_sent() {
         let now = Instant::now();
         let mut gw = up(now);
-        let r = gw
-            .handle_message(now, &sip_fixture("message-latin1.sip"), None)
-            .unwrap_err();
+        let r = send(&mut gw, now, &sip_fixture("message-latin1.sip"), None).unwrap_err();
         assert_eq!(r.code.as_u16(), 403);
         assert!(drain(&mut gw).is_empty());
     }
@@ -603,9 +662,51 @@ mod tests {
         let mut gw = up(now);
         let mut req = sip_fixture("message-latin1.sip");
         req.uri = Uri::parse("sip:nick*room*conf.jabber.org@jabber.x.com").unwrap();
-        let r = gw.handle_message(now, &req, Some(&alice())).unwrap_err();
+        let r = send(&mut gw, now, &req, Some(&alice())).unwrap_err();
         assert_eq!(r.code.as_u16(), 404);
         assert!(r.reason.contains("join"));
+        let [(notice, _)] = sip_requests(drain(&mut gw)).try_into().unwrap();
+        let body = String::from_utf8(notice.body).unwrap();
+        assert!(body.contains(":join"), "{body}");
+    }
+
+    #[test]
+    fn member_talks_to_the_room_or_privately_to_an_occupant() {
+        let now = Instant::now();
+        let mut gw = up(now);
+        let member = Room::new(1, "room@conf.jabber.org", "al", 0);
+        let mut req = sip_fixture("message-latin1.sip");
+        for (uri, to, type_) in [
+            (
+                "sip:al*room*conf.jabber.org@jabber.x.com",
+                "room@conf.jabber.org",
+                MessageType::Groupchat,
+            ),
+            (
+                "sip:*room*conf.jabber.org@jabber.x.com",
+                "room@conf.jabber.org",
+                MessageType::Groupchat,
+            ),
+            (
+                "sip:bo*room*conf.jabber.org@jabber.x.com",
+                "room@conf.jabber.org/bo",
+                MessageType::Chat,
+            ),
+        ] {
+            req.uri = Uri::parse(uri).unwrap();
+            let route = gw.route(&req).unwrap();
+            gw.handle_message(now, &req, route, Some(&alice()), Some(&member))
+                .unwrap();
+            let [msg] = stanzas(drain(&mut gw)).try_into().unwrap();
+            assert_eq!(msg.to.unwrap().to_string(), to, "{uri}");
+            assert_eq!(msg.type_, type_, "{uri}");
+            assert_eq!(msg.from.unwrap().to_string(), "alice@sip.x.com");
+            let private = msg
+                .payloads
+                .iter()
+                .any(|p| p.is("x", xmpp_parsers::ns::MUC_USER));
+            assert_eq!(private, type_ == MessageType::Chat, "{uri}");
+        }
     }
 
     #[test]
@@ -614,7 +715,7 @@ mod tests {
         let mut gw = up(now);
         let mut req = sip_fixture("message-latin1.sip");
         req.uri = Uri::parse("sip:gw@127.0.0.1:5060").unwrap();
-        gw.handle_message(now, &req, Some(&alice())).unwrap();
+        send(&mut gw, now, &req, Some(&alice())).unwrap();
         let [msg] = stanzas(drain(&mut gw)).try_into().unwrap();
         assert_eq!(msg.to.unwrap().to_string(), "beta@jabber.org");
     }
@@ -623,8 +724,13 @@ mod tests {
     fn xmpp_error_becomes_error_notice() {
         let now = Instant::now();
         let mut gw = up(now);
-        gw.handle_message(now, &sip_fixture("message-latin1.sip"), Some(&alice()))
-            .unwrap();
+        send(
+            &mut gw,
+            now,
+            &sip_fixture("message-latin1.sip"),
+            Some(&alice()),
+        )
+        .unwrap();
         let [sent] = stanzas(drain(&mut gw)).try_into().unwrap();
         let mut error = Message::error(sent.from.clone());
         error.from = sent.to.clone();
@@ -721,12 +827,9 @@ mod tests {
         let t0 = Instant::now();
         let mut gw = Gateway::new(settings());
         let req = sip_fixture("message-latin1.sip");
-        gw.handle_message(t0, &req, Some(&alice())).unwrap();
-        gw.handle_message(t0 + Duration::from_secs(1), &req, Some(&alice()))
-            .unwrap();
-        let full = gw
-            .handle_message(t0 + Duration::from_secs(2), &req, Some(&alice()))
-            .unwrap_err();
+        send(&mut gw, t0, &req, Some(&alice())).unwrap();
+        send(&mut gw, t0 + Duration::from_secs(1), &req, Some(&alice())).unwrap();
+        let full = send(&mut gw, t0 + Duration::from_secs(2), &req, Some(&alice())).unwrap_err();
         assert_eq!(full.code.as_u16(), 503);
         assert!(full.headers.iter().any(|(n, _)| n == "Retry-After"));
         assert!(drain(&mut gw).is_empty());
@@ -741,8 +844,13 @@ mod tests {
     fn queued_too_long_is_dropped_with_a_notice() {
         let t0 = Instant::now();
         let mut gw = Gateway::new(settings());
-        gw.handle_message(t0, &sip_fixture("message-latin1.sip"), Some(&alice()))
-            .unwrap();
+        send(
+            &mut gw,
+            t0,
+            &sip_fixture("message-latin1.sip"),
+            Some(&alice()),
+        )
+        .unwrap();
         assert_eq!(gw.poll_timeout(), Some(t0 + Duration::from_secs(90)));
         // The record of who to tell outlives the sent-stanza window while queued.
         gw.handle_timeout(t0 + SENT_TTL + Duration::from_secs(1));
@@ -760,7 +868,7 @@ mod tests {
         let mut gw = up(now);
         let req = sip_fixture("message-latin1.sip");
         for _ in 0..SENT_MAX + 10 {
-            gw.handle_message(now, &req, Some(&alice())).unwrap();
+            send(&mut gw, now, &req, Some(&alice())).unwrap();
         }
         assert_eq!(gw.sent_for_sip.len(), SENT_MAX);
         assert_eq!(gw.sent_order.len(), SENT_MAX);

@@ -20,6 +20,8 @@
 //! - [`gateway`]: the message state machine: the delay queue, and the tables that route an
 //!   error back to whoever sent the failed message. Sans-IO: inputs take `now`, outputs are
 //!   polled.
+//! - [`conference`]: SIP users in MUC rooms (XEP-0045): join, leave, groupchat and private
+//!   messages from rooms, memberships in the store.
 //! - [`watchers`]: SIP users watching Jabber contacts: SUBSCRIBE/NOTIFY with PIDF on one side,
 //!   an XMPP subscription on the other (RFC 6665, RFC 8048 §5.3).
 //! - [`accounts`]: the account store with a short-lived cache in front of it.
@@ -40,6 +42,7 @@
 pub mod accounts;
 pub mod address;
 pub mod commands;
+pub mod conference;
 pub mod config;
 pub mod error_map;
 pub mod gateway;

@@ -853,7 +853,8 @@ impl Presences {
         self.broadcast(account, None).await
     }
 
-    /// The user's presence to every subscriber: available with `session`, else unavailable.
+    /// The user's presence to every subscriber: available with `session`, else unavailable
+    /// (and [`Output::Offline`]).
     async fn broadcast(
         &self,
         account: &Account,
@@ -861,11 +862,16 @@ impl Presences {
     ) -> Result<Outputs, PresenceError> {
         let user = self.user_jid(account)?;
         let subscribers = self.store.subscribers(account.juid).await?;
-        Ok(subscribers
+        let mut out: Outputs = subscribers
             .iter()
             .filter_map(|item| BareJid::new(&item.contact).ok())
             .map(|contact| Output::Stanza(user_presence(&user, &contact, session).into()))
-            .collect())
+            .collect();
+        if session.is_none() {
+            // Going offline also leaves the user's conferences.
+            out.push(Output::Offline(account.clone()));
+        }
+        Ok(out)
     }
 
     async fn current_presence(
@@ -1066,6 +1072,7 @@ mod tests {
                     format!("presence:{}", el.attr("type").unwrap_or("available"))
                 }
                 Output::Sip { request, .. } => request.method.to_string(),
+                Output::Offline(_) => "offline".to_owned(),
             })
             .collect()
     }

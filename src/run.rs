@@ -11,8 +11,12 @@
 //! 2. The transaction table absorbs retransmissions: the same final response goes out again,
 //!    and the request is not processed twice.
 //! 3. RFC 4475 checks give 400/416/420/483/505/501.
-//! 4. MESSAGE goes to the gateway, OPTIONS gets 200, and any other method gets 405 with
-//!    `Allow`.
+//! 4. MESSAGE goes to the gateway (after the commands, and with the sender's membership when
+//!    it is for a conference), REGISTER, PUBLISH, NOTIFY and SUBSCRIBE to the presence and
+//!    conference modules, OPTIONS gets 200, and any other method gets 405 with `Allow`.
+//!
+//! Stanzas from the component go to the conference module first (MUC presence and messages
+//! from rooms), then to the presence modules or the message gateway.
 //!
 //! Requests the gateway sends go to `[sip] proxy` when it is set, otherwise to the
 //! Request-URI's host, located per RFC 3263 (NAPTR, SRV, A/AAAA). A numeric address is used
@@ -39,9 +43,10 @@ use tracing::{debug, info, warn};
 use crate::accounts::Accounts;
 use crate::address::XmppTarget;
 use crate::commands::{self, Command};
+use crate::conference::{ConferenceSettings, Conferences, subscribe_notify};
 use crate::config::{Config, Proxy};
 use crate::gateway::{Gateway, Output, Settings, Token};
-use crate::presence::{PresenceSettings, Presences};
+use crate::presence::{PresenceSettings, Presences, presence_expiry};
 use crate::sip_to_xmpp::{ACCEPTED_TYPES, destination, reject};
 use crate::watchers::Watchers;
 
@@ -119,6 +124,14 @@ pub async fn run(config: Config, db: DbUrl) -> Result<()> {
             local_contact: local_contact.clone(),
         },
     );
+    let conferences = Conferences::new(
+        store.clone(),
+        ConferenceSettings {
+            rules: config.gateway.rules.clone(),
+            history: config.conference.history,
+            subject: config.conference.subject,
+        },
+    );
     let dns = DnsLookup::from_system_conf().context("reading the DNS configuration")?;
     let (located_tx, mut located) = mpsc::channel(1024);
     let mut driver = Driver {
@@ -128,6 +141,7 @@ pub async fn run(config: Config, db: DbUrl) -> Result<()> {
         gateway: Gateway::new(settings),
         presences,
         watchers,
+        conferences,
         local_contact,
         pending: VecDeque::new(),
         table: TransactionTable::new(fastrand::u64(..)),
@@ -158,6 +172,7 @@ struct Driver {
     gateway: Gateway,
     presences: Presences,
     watchers: Watchers,
+    conferences: Conferences,
     /// The gateway's Contact URI for dialogs.
     local_contact: String,
     /// Outputs waiting to be carried out once the current event is handled (so a NOTIFY
@@ -223,6 +238,8 @@ impl Driver {
             LinkEvent::Connected => {
                 info!(queued = self.gateway.queued(), "component link up");
                 self.gateway.handle_link_up(now);
+                let result = self.conferences.handle_link_up(unix_now()).await;
+                self.carry_out_conference(result);
             }
             LinkEvent::Disconnected { reason, retry_in } => {
                 warn!(%reason, ?retry_in, "component link down");
@@ -247,6 +264,16 @@ impl Driver {
                         Ok(presence) => presence,
                         Err(e) => return debug!(error = %e, "ignoring a malformed presence"),
                     };
+                    match self
+                        .conferences
+                        .handle_presence(unix, &account, &presence)
+                        .await
+                    {
+                        Ok(None) => {}
+                        result => {
+                            return self.carry_out_conference(result.map(Option::unwrap_or_default));
+                        }
+                    }
                     let result = self
                         .presences
                         .handle_presence(unix, presence.clone(), &account)
@@ -263,6 +290,17 @@ impl Driver {
                     && let Err(e) = self.presences.handle_incoming_traffic(unix, account).await
                 {
                     warn!(error = %e, "session update failed");
+                }
+                if let Some(account) = &account
+                    && self.conferences.may_be_from_room(&stanza)
+                    && let Ok(msg) = xmpp_parsers::message::Message::try_from(stanza.clone())
+                {
+                    match self.conferences.handle_message(unix, account, &msg).await {
+                        Ok(None) => {}
+                        result => {
+                            return self.carry_out_conference(result.map(Option::unwrap_or_default));
+                        }
+                    }
                 }
                 self.gateway.handle_stanza(now, stanza, account.as_ref());
             }
@@ -349,7 +387,26 @@ impl Driver {
                 if let Some(command) = self.command_in(req) {
                     return self.command(req, sender.as_ref(), &command).await;
                 }
-                match self.gateway.handle_message(now, req, sender.as_ref()) {
+                let route = match self.gateway.route(req) {
+                    Ok(route) => route,
+                    Err(rejection) => return rejection.to_response(req),
+                };
+                let membership = match (&route.target, &sender) {
+                    (XmppTarget::Conference { room, .. }, Some(account)) => {
+                        match self.conferences.membership(account, room).await {
+                            Ok(membership) => membership,
+                            Err(e) => return e.rejection().to_response(req),
+                        }
+                    }
+                    _ => None,
+                };
+                match self.gateway.handle_message(
+                    now,
+                    req,
+                    route,
+                    sender.as_ref(),
+                    membership.as_ref(),
+                ) {
                     Ok(()) => {
                         if let Some(account) = &sender {
                             let result = self.presences.handle_activity(unix_now(), account).await;
@@ -414,8 +471,7 @@ impl Driver {
             return reject(404, "Not Found (no gateway account for the sender)").to_response(req);
         };
         if matches!(command, Command::Join { .. } | Command::Exit) {
-            return reject(501, "Not Implemented (conferences are not supported yet)")
-                .to_response(req);
+            return self.conference_command(req, account, command).await;
         }
         let result = self
             .presences
@@ -428,6 +484,99 @@ impl Driver {
             }
             Err(e) => reject(e.sip_status(), format!("Command failed ({e})")).to_response(req),
         }
+    }
+
+    /// `:join [password]` or `:exit` to a conference address.
+    async fn conference_command(
+        &mut self,
+        req: &Request,
+        account: &sipjab_db::Account,
+        command: &Command,
+    ) -> Response {
+        let (room, nick) = match self.gateway.route(req).map(|r| r.target) {
+            Ok(XmppTarget::Conference { room, nick }) => (room, nick),
+            Ok(XmppTarget::Contact(_)) | Err(_) => {
+                return reject(404, "Not Found (not a conference address)").to_response(req);
+            }
+        };
+        let unix = unix_now();
+        let result = match command {
+            Command::Join { password } => {
+                let nick = nick.unwrap_or_else(|| sender_user(req));
+                self.conferences
+                    .join(unix, account, &room, &nick, password.as_deref())
+                    .await
+            }
+            _ => self.conferences.exit(unix, account, &room).await,
+        };
+        match result {
+            Ok(outputs) => {
+                self.carry_out(outputs);
+                if matches!(command, Command::Join { .. }) {
+                    // A join is traffic from the user, like any MESSAGE (SER).
+                    let result = self.presences.handle_activity(unix, account).await;
+                    self.carry_out_presence(result);
+                }
+                Response::for_request(req, StatusCode::OK, "OK")
+            }
+            Err(e) => e.rejection().to_response(req),
+        }
+    }
+
+    /// A SUBSCRIBE to a conference address, as the SER sample used it: a non-zero Expires
+    /// joins, `Expires: 0` leaves. Answered 200 and, as RFC 6665 wants, a NOTIFY.
+    async fn subscribe_conference(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        room: jid::BareJid,
+        nick: Option<String>,
+    ) -> Response {
+        let expires = match presence_expiry(req, 60, 3600) {
+            Ok(expires) => expires,
+            Err(rejection) => return rejection.to_response(req),
+        };
+        let account = match self.sender_account(now, req).await {
+            Ok(Some(account)) => account,
+            Ok(None) => {
+                return reject(404, "Not Found (no gateway account for the sender)")
+                    .to_response(req);
+            }
+            Err(resp) => return resp,
+        };
+        let unix = unix_now();
+        let (result, state) = if expires > 0 {
+            let nick = nick.unwrap_or_else(|| sender_user(req));
+            let result = self
+                .conferences
+                .join(unix, &account, &room, &nick, None)
+                .await;
+            (result, format!("active;expires={expires}"))
+        } else {
+            let result = match self.conferences.exit(unix, &account, &room).await {
+                Err(crate::conference::ConferenceError::NotJoined(_)) => Ok(Vec::new()),
+                other => other,
+            };
+            (result, "terminated;reason=timeout".to_owned())
+        };
+        let outputs = match result {
+            Ok(outputs) => outputs,
+            Err(e) => return e.rejection().to_response(req),
+        };
+        let mut resp = Response::for_request(req, StatusCode::OK, "OK");
+        resp.headers.push("Expires", expires.to_string());
+        resp.headers
+            .push("Contact", format!("<{}>", self.local_contact));
+        // The NOTIFY goes after the 200; the loop sends the response first.
+        self.pending.extend(subscribe_notify(
+            req,
+            &resp,
+            &self.local_contact,
+            &state,
+            unix,
+        ));
+        self.pending.extend(outputs);
+        resp
     }
 
     /// The account of the To address of record (the user a REGISTER or PUBLISH is about);
@@ -519,9 +668,8 @@ impl Driver {
         let to = req.headers.to().ok().flatten().map(|t| t.uri);
         let contact = match destination(self.gateway.rules(), req, to.as_ref()) {
             Ok((_, XmppTarget::Contact(jid))) => jid,
-            Ok((_, XmppTarget::Conference { .. })) => {
-                return reject(501, "Not Implemented (conferences are not supported yet)")
-                    .to_response(req);
+            Ok((_, XmppTarget::Conference { room, nick })) => {
+                return self.subscribe_conference(now, req, room, nick).await;
             }
             Err(rejection) => return rejection.to_response(req),
         };
@@ -605,6 +753,10 @@ impl Driver {
         match out {
             Output::Stanza(stanza) => self.send_stanza(stanza),
             Output::Sip { request, token } => self.send_request(request, token).await,
+            Output::Offline(account) => {
+                let result = self.conferences.leave_all(unix_now(), &account).await;
+                self.carry_out_conference(result);
+            }
         }
     }
 
@@ -616,6 +768,16 @@ impl Driver {
         match result {
             Ok(outputs) => self.carry_out(outputs),
             Err(e) => warn!(error = %e, "presence update failed"),
+        }
+    }
+
+    fn carry_out_conference(
+        &mut self,
+        result: Result<Vec<Output>, crate::conference::ConferenceError>,
+    ) {
+        match result {
+            Ok(outputs) => self.carry_out(outputs),
+            Err(e) => warn!(error = %e, "conference update failed"),
         }
     }
 
@@ -803,6 +965,16 @@ fn register_expiry(req: &Request) -> u32 {
 }
 
 /// Unix seconds, for the store's timestamps.
+/// The user part of the From URI: the nick of a conference address with an empty one.
+fn sender_user(req: &Request) -> String {
+    req.headers
+        .from()
+        .ok()
+        .flatten()
+        .and_then(|from| from.uri.as_sip().and_then(|u| u.user.clone()))
+        .unwrap_or_default()
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
