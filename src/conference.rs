@@ -912,6 +912,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn bans_closed_rooms_and_service_nicks_are_told() {
+        let (_dir, mut c, alice) = setup(false).await;
+        joined(&mut c, &alice).await;
+        let ban = self_presence("al", &[110, 301], "type='unavailable'");
+        let out = c.handle_presence(12, &alice, &ban).await.unwrap().unwrap();
+        let [(_, body)] = messages(&out).try_into().unwrap();
+        assert!(body.contains("banned from the conference"), "{body}");
+
+        joined(&mut c, &alice).await;
+        let closed: Presence = from_room(&format!(
+            "<presence from='{ROOM}/al' to='alice@sip.x.com' type='unavailable'><x xmlns='{}'><item affiliation='none' role='none'/><destroy><reason>moved</reason></destroy><status code='110'/></x></presence>",
+            ns::MUC_USER
+        ));
+        let out = c
+            .handle_presence(13, &alice, &closed)
+            .await
+            .unwrap()
+            .unwrap();
+        let [(_, body)] = messages(&out).try_into().unwrap();
+        assert_eq!(
+            body,
+            "INFO: the conference room@conf.x.org was closed (moved)"
+        );
+        assert!(c.store.room(alice.juid, ROOM).await.unwrap().is_none());
+
+        c.join(14, &alice, &room(), "al", None).await.unwrap();
+        let renamed = self_presence("al-1", &[110, 210], "");
+        let out = c
+            .handle_presence(15, &alice, &renamed)
+            .await
+            .unwrap()
+            .unwrap();
+        let [(_, body)] = messages(&out).try_into().unwrap();
+        assert!(
+            body.contains("as al-1 (the nick the room gave you)"),
+            "{body}"
+        );
+        let stored = c.membership(&alice, &room()).await.unwrap().unwrap();
+        assert_eq!(stored.nick, "al-1");
+    }
+
+    #[tokio::test]
     async fn rooms_are_rejoined_when_the_link_comes_back() {
         let (_dir, mut c, alice) = setup(false).await;
         joined(&mut c, &alice).await;

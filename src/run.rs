@@ -271,7 +271,8 @@ impl Driver {
                     {
                         Ok(None) => {}
                         result => {
-                            return self.carry_out_conference(result.map(Option::unwrap_or_default));
+                            return self
+                                .carry_out_conference(result.map(Option::unwrap_or_default));
                         }
                     }
                     let result = self
@@ -298,7 +299,8 @@ impl Driver {
                     match self.conferences.handle_message(unix, account, &msg).await {
                         Ok(None) => {}
                         result => {
-                            return self.carry_out_conference(result.map(Option::unwrap_or_default));
+                            return self
+                                .carry_out_conference(result.map(Option::unwrap_or_default));
                         }
                     }
                 }

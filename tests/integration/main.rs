@@ -7,6 +7,7 @@
 )]
 
 mod cli;
+mod conferences;
 mod harness;
 mod messages;
 mod peers;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::peers::{Gateway, RawSip, SippUas, XmppPeer, env, free_port, serial, sipp_uac};
+use crate::peers::{Gateway, RawSip, SippUas, XmppPeer, env, free_port, prosody, serial, sipp_uac};
 
 const ALICE: (&str, &str) = ("sip:alice@127.0.0.1", "alice");
 const WAIT: Duration = Duration::from_secs(10);
@@ -145,18 +145,6 @@ fn a_retransmitted_message_is_delivered_once() {
 fn messages_sent_while_prosody_restarts_arrive_in_order() {
     let _serial = serial();
     let env = env();
-    let Some(dir) = env.prosody_dir.clone() else {
-        panic!("SIPJAB_TEST_PROSODY_DIR is not set: run with scripts/test");
-    };
-    let prosody = |verb: &str| {
-        let ok = std::process::Command::new(crate::harness::root().join("scripts/prosody"))
-            .args([verb, &dir])
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok, "scripts/prosody {verb} failed");
-    };
     let gw = Gateway::start(&[ALICE], free_port());
     prosody("stop");
     gw.expect_log("component link down", WAIT);

@@ -47,6 +47,20 @@ pub(crate) fn env() -> Env {
     }
 }
 
+/// Runs `scripts/prosody VERB` (stop, start) on the test Prosody.
+pub(crate) fn prosody(verb: &str) {
+    let Some(dir) = env().prosody_dir else {
+        panic!("SIPJAB_TEST_PROSODY_DIR is not set: run with scripts/test");
+    };
+    let ok = Command::new(root().join("scripts/prosody"))
+        .args([verb, &dir])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "scripts/prosody {verb} failed");
+}
+
 /// One end-to-end test at a time: they share the component domain and the Prosody.
 pub(crate) fn serial() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
@@ -285,6 +299,46 @@ impl XmppPeer {
     pub(crate) fn send(&mut self, id: &str, to: &str, body: &str) {
         writeln!(self.stdin, "send-id {id} {to} {body}").unwrap();
         self.stdin.flush().unwrap();
+    }
+
+    /// Joins a MUC room as `nick` (a new room is accepted as an instant room) and waits until
+    /// the room has confirmed it.
+    pub(crate) fn join(&mut self, room: &str, nick: &str) {
+        writeln!(self.stdin, "join {room} {nick}").unwrap();
+        self.stdin.flush().unwrap();
+        let joined = self.out.expect_with(
+            |l| {
+                l.starts_with(&format!("joined {room}"))
+                    || l.starts_with(&format!("join-error {room}"))
+            },
+            Duration::from_secs(15),
+        );
+        assert!(
+            joined.as_deref().is_some_and(|l| l.starts_with("joined")),
+            "{} could not join {room}: {joined:?}\n{}",
+            self.jid,
+            self.out.all()
+        );
+    }
+
+    /// Sends a groupchat message to a room.
+    pub(crate) fn groupchat(&mut self, room: &str, body: &str) {
+        writeln!(self.stdin, "groupchat {room} {body}").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Kicks `nick` from `room` (the peer must be a moderator there) and waits for the result.
+    pub(crate) fn kick(&mut self, room: &str, nick: &str) {
+        writeln!(self.stdin, "kick {room} {nick}").unwrap();
+        self.stdin.flush().unwrap();
+        assert!(
+            self.out
+                .expect(&format!("kicked {nick}"), Duration::from_secs(10))
+                .is_some(),
+            "{} could not kick {nick}:\n{}",
+            self.jid,
+            self.out.all()
+        );
     }
 
     /// Removes `jid` from the roster on the server, cancelling both subscriptions, and waits
@@ -582,6 +636,12 @@ impl SipInbox {
 
     /// The next request containing `needle`, within `timeout`.
     pub(crate) fn expect(&self, needle: &str, timeout: Duration) -> String {
+        self.until(needle, timeout).pop().unwrap_or_default()
+    }
+
+    /// The requests that came up to and including the next one containing `needle`, within
+    /// `timeout`.
+    pub(crate) fn until(&self, needle: &str, timeout: Duration) -> Vec<String> {
         let end = Instant::now() + timeout;
         let mut seen = Vec::new();
         loop {
@@ -589,8 +649,13 @@ impl SipInbox {
                 .checked_duration_since(Instant::now())
                 .unwrap_or_default();
             match self.requests.recv_timeout(left) {
-                Ok(text) if text.contains(needle) => return text,
-                Ok(text) => seen.push(text),
+                Ok(text) => {
+                    let found = text.contains(needle);
+                    seen.push(text);
+                    if found {
+                        return seen;
+                    }
+                }
                 Err(_) => panic!(
                     "no SIP request with {needle:?}; got:\n{}",
                     seen.join("\n---\n")

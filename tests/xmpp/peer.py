@@ -9,6 +9,10 @@ driven line by line:
           presence TO TYPE         a presence of that type (subscribe, unsubscribe, probe...)
           show SHOW STATUS...      broadcast available presence with that show and status
           forget JID               remove JID from the roster (cancels both subscriptions)
+          join ROOM NICK           join a MUC room (XEP-0045), accepting a new room as an
+                                   instant room; prints "joined ROOM" or "join-error ROOM"
+          groupchat ROOM BODY...   a groupchat message to the room
+          kick ROOM NICK           kick an occupant (as a moderator); prints "kicked NICK"
           quit
   stdout  ready                    logged in, presence sent
           message {json}           a message arrived: from, to, type, id, body, subject,
@@ -38,8 +42,12 @@ class Peer(slixmpp.ClientXMPP):
         for kind in ("available", "away", "chat", "dnd", "xa", "unavailable", "subscribe",
                      "subscribed", "unsubscribe", "unsubscribed", "probe", "error"):
             self.add_event_handler("presence_" + kind, self.on_presence)
+        # The MUC plugin keeps room presence away from the roster events.
+        self.add_event_handler("groupchat_presence", self.on_presence)
         self.add_event_handler("failed_auth", lambda _: self.fail("authentication failed"))
         self.register_plugin("xep_0030")
+        self.register_plugin("xep_0004")
+        self.register_plugin("xep_0045")
 
     def fail(self, why):
         print(f"error {why}", flush=True)
@@ -80,6 +88,19 @@ class Peer(slixmpp.ClientXMPP):
         }
         print("presence " + json.dumps(event), flush=True)
 
+    async def join(self, room, nick):
+        muc = self.plugin["xep_0045"]
+        try:
+            result = await muc.join_muc_wait(slixmpp.JID(room), nick, maxstanzas=0, timeout=10)
+        except (slixmpp.exceptions.PresenceError, asyncio.TimeoutError) as e:
+            print(f"join-error {room} {e}", flush=True)
+            return
+        own_presence = result[0]
+        if 201 in own_presence["muc"]["status_codes"]:
+            form = self.plugin["xep_0004"].make_form(ftype="submit")
+            await muc.set_room_config(room, form)
+        print(f"joined {room}", flush=True)
+
     async def commands(self):
         loop = asyncio.get_running_loop()
         reader = asyncio.StreamReader()
@@ -100,6 +121,23 @@ class Peer(slixmpp.ClientXMPP):
                 except slixmpp.exceptions.IqError:
                     pass  # not in the roster: nothing to forget
                 print(f"forgot {rest}", flush=True)
+                continue
+            if verb == "join":
+                room, _, nick = rest.partition(" ")
+                asyncio.ensure_future(self.join(room, nick))
+                continue
+            if verb == "groupchat":
+                room, _, body = rest.partition(" ")
+                self.make_message(mto=room, mbody=body, mtype="groupchat").send()
+                print(f"sent groupchat {room}", flush=True)
+                continue
+            if verb == "kick":
+                room, _, nick = rest.partition(" ")
+                try:
+                    await self.plugin["xep_0045"].set_role(room, nick, "none", timeout=10)
+                    print(f"kicked {nick}", flush=True)
+                except (slixmpp.exceptions.IqError, slixmpp.exceptions.IqTimeout) as e:
+                    print(f"error kick {nick}: {e}", flush=True)
                 continue
             if verb == "show":
                 show, _, status = rest.partition(" ")
