@@ -113,6 +113,9 @@ pub struct Conferences {
     awaiting_subject: HashSet<(i64, BareJid)>,
     /// Rooms with members served by this instance.
     known: HashSet<BareJid>,
+    /// The MUC services of those rooms: a private message from a room on one of them is
+    /// looked up in the store even when another instance made the membership.
+    services: HashSet<String>,
 }
 
 impl Conferences {
@@ -124,6 +127,7 @@ impl Conferences {
             joining: HashMap::new(),
             awaiting_subject: HashSet::new(),
             known: HashSet::new(),
+            services: HashSet::new(),
         }
     }
 
@@ -164,7 +168,7 @@ impl Conferences {
         let row = self.store.set_room(&row).await?;
         self.joining
             .insert((account.juid, room.clone()), Vec::new());
-        self.known.insert(room.clone());
+        self.remember(room);
         Ok(vec![join_presence(
             &user,
             &occupant,
@@ -257,7 +261,7 @@ impl Conferences {
                 continue; // another instance changed it meanwhile
             }
             self.joining.insert((row.juid, room.clone()), Vec::new());
-            self.known.insert(room);
+            self.remember(&room);
             out.push(join_presence(
                 &user,
                 &occupant,
@@ -376,6 +380,11 @@ impl Conferences {
         Ok(Some(out))
     }
 
+    fn remember(&mut self, room: &BareJid) {
+        self.services.insert(room.domain().as_str().to_owned());
+        self.known.insert(room.clone());
+    }
+
     /// Whether a message stanza may come from a room, before it is parsed: groupchat, or a
     /// message from a full JID that is in a room this instance knows or carries MUC markup (a
     /// private message). Plain chat from contacts goes on to the message gateway untouched.
@@ -389,7 +398,11 @@ impl Conferences {
             return false;
         };
         stanza.has_child("x", ns::MUC_USER)
-            || BareJid::new(bare).is_ok_and(|room| self.known.contains(&room))
+            || BareJid::new(bare).is_ok_and(|room| self.is_known(&room))
+    }
+
+    fn is_known(&self, room: &BareJid) -> bool {
+        self.known.contains(room) || self.services.contains(room.domain().as_str())
     }
 
     /// A message stanza to `account`'s JID. `None`: it is not from one of the user's rooms,
@@ -411,7 +424,7 @@ impl Conferences {
                     .payloads
                     .iter()
                     .any(|p| p.is("x", ns::MUC_USER) || p.is("x", ns::MUC));
-                if from.resource().is_none() || !(hinted || self.known.contains(&room)) {
+                if from.resource().is_none() || !(hinted || self.is_known(&room)) {
                     return Ok(None);
                 }
             }
