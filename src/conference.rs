@@ -695,22 +695,11 @@ pub fn subscribe_notify(
 mod tests {
     use super::*;
     use crate::address::JDomain;
-    use sipjab_db::{DbUrl, SipAor};
 
     const ROOM: &str = "room@conf.x.org";
 
     async fn setup(subject: bool) -> (tempfile::TempDir, Conferences, Account) {
-        let dir = tempfile::tempdir().unwrap();
-        let url = DbUrl::parse(&format!("sqlite://{}/t.db", dir.path().display())).unwrap();
-        let store = Store::init(&url).await.unwrap();
-        let alice = store
-            .add_account(
-                &SipAor::parse("sip:alice@example.com").unwrap(),
-                "alice",
-                None,
-            )
-            .await
-            .unwrap();
+        let (dir, store, alice) = crate::testing::store_with_alice().await;
         let settings = ConferenceSettings {
             rules: AddressRules {
                 jdomain: JDomain::new("jabber.x.com", '*').unwrap(),

@@ -50,5 +50,7 @@ pub mod pidf;
 pub mod presence;
 pub mod run;
 pub mod sip_to_xmpp;
+#[cfg(test)]
+mod testing;
 pub mod watchers;
 pub mod xmpp_to_sip;

@@ -1048,7 +1048,6 @@ pub fn user_presence(user: &BareJid, to: &BareJid, session: Option<&Session>) ->
 mod tests {
     use super::*;
     use crate::address::JDomain;
-    use sipjab_db::{DbUrl, SipAor};
     use sipjab_sip::StatusCode;
 
     fn settings() -> PresenceSettings {
@@ -1081,17 +1080,7 @@ mod tests {
     /// an active NOTIFY approve it; the SUBSCRIBE is renewed before it ends, once.
     #[tokio::test]
     async fn a_contact_request_is_decided_on_the_sip_side_and_renewed() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = DbUrl::parse(&format!("sqlite://{}/t.db", dir.path().display())).unwrap();
-        let store = Store::init(&url).await.unwrap();
-        let alice = store
-            .add_account(
-                &SipAor::parse("sip:alice@example.com").unwrap(),
-                "alice",
-                None,
-            )
-            .await
-            .unwrap();
+        let (_dir, store, alice) = crate::testing::store_with_alice().await;
         let mut p = Presences::new(store, settings());
         let t0 = 1_000_000;
         let mut ask = Presence::new(Type::Subscribe);
