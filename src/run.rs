@@ -538,12 +538,8 @@ impl Driver {
             Ok(expires) => expires,
             Err(rejection) => return rejection.to_response(req),
         };
-        let account = match self.sender_account(now, req).await {
-            Ok(Some(account)) => account,
-            Ok(None) => {
-                return reject(404, "Not Found (no gateway account for the sender)")
-                    .to_response(req);
-            }
+        let account = match self.known_sender(now, req, 404, "Not Found").await {
+            Ok(account) => account,
             Err(resp) => return resp,
         };
         let unix = unix_now();
@@ -675,12 +671,8 @@ impl Driver {
             }
             Err(rejection) => return rejection.to_response(req),
         };
-        let account = match self.sender_account(now, req).await {
-            Ok(Some(account)) => account,
-            Ok(None) => {
-                return reject(403, "Forbidden (no gateway account for the sender)")
-                    .to_response(req);
-            }
+        let account = match self.known_sender(now, req, 403, "Forbidden").await {
+            Ok(account) => account,
             Err(resp) => return resp,
         };
         let result = self
@@ -694,6 +686,25 @@ impl Driver {
                 resp
             }
             Err(rejection) => rejection.to_response(req),
+        }
+    }
+
+    /// The account of a request's From URI, which must have one: without, the answer is
+    /// `code` with `reason`.
+    async fn known_sender(
+        &mut self,
+        now: Instant,
+        req: &Request,
+        code: u16,
+        reason: &str,
+    ) -> Result<sipjab_db::Account, Response> {
+        match self.sender_account(now, req).await? {
+            Some(account) => Ok(account),
+            None => Err(reject(
+                code,
+                format!("{reason} (no gateway account for the sender)"),
+            )
+            .to_response(req)),
         }
     }
 
