@@ -698,7 +698,8 @@ mod tests {
 
     const ROOM: &str = "room@conf.x.org";
 
-    async fn setup(subject: bool) -> (tempfile::TempDir, Conferences, Account) {
+    /// Conferences for alice; `configured` asks for 5 history messages and the join subject.
+    async fn setup(configured: bool) -> (tempfile::TempDir, Conferences, Account) {
         let (dir, store, alice) = crate::testing::store_with_alice().await;
         let settings = ConferenceSettings {
             rules: AddressRules {
@@ -706,8 +707,8 @@ mod tests {
                 aliases: Vec::new(),
                 component_domain: "sip.x.com".into(),
             },
-            history: 0,
-            subject,
+            history: if configured { 5 } else { 0 },
+            subject: configured,
         };
         (dir, Conferences::new(store, settings), alice)
     }
@@ -846,18 +847,30 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_join_subject_is_delivered_when_configured() {
+    async fn history_and_the_join_subject_are_delivered_when_configured() {
         let (_dir, mut c, alice) = setup(true).await;
-        joined(&mut c, &alice).await;
+        let out = c.join(10, &alice, &room(), "al", None).await.unwrap();
+        let [Output::Stanza(join)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        let x = join.get_child("x", ns::MUC).unwrap();
+        let history = x.get_child("history", ns::MUC).unwrap();
+        assert_eq!(history.attr("maxstanzas"), Some("5"));
+        let me = self_presence("al", &[110], "");
+        c.handle_presence(11, &alice, &me).await.unwrap().unwrap();
+        let history: Message = from_room(&format!(
+            "<message from='{ROOM}/bob' to='alice@sip.x.com' type='groupchat'><body>then</body><delay xmlns='urn:xmpp:delay' stamp='2026-01-01T00:00:00Z'/></message>"
+        ));
         let subject: Message = from_room(&format!(
             "<message from='{ROOM}/bob' to='alice@sip.x.com' type='groupchat'><subject>plans</subject></message>"
         ));
-        let out = c
-            .handle_message(12, &alice, &subject)
-            .await
-            .unwrap()
-            .unwrap();
-        let [(_, body)] = messages(&out).try_into().unwrap();
+        let mut got = Vec::new();
+        for msg in [&history, &subject] {
+            let out = c.handle_message(12, &alice, msg).await.unwrap().unwrap();
+            got.extend(messages(&out).into_iter().map(|(_, body)| body));
+        }
+        let [then, body] = got.try_into().unwrap();
+        assert_eq!(then, "then");
         assert_eq!(body, "INFO: the subject of room@conf.x.org is: plans");
     }
 
