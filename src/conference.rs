@@ -142,7 +142,8 @@ impl Conferences {
     }
 
     /// Joins `room` as `nick`, or changes the user's nick there. The answer to the request is
-    /// 200: the outcome comes later as a notice.
+    /// 200: the outcome comes later as a notice (a refused nick change only as a notice: the
+    /// user stays in with the old nick).
     pub async fn join(
         &mut self,
         now: i64,
@@ -154,6 +155,15 @@ impl Conferences {
         let user = self.user_jid(account)?;
         let occupant = occupant(room, nick)?;
         let mut row = match self.store.room(account.juid, room.as_str()).await? {
+            Some(row) if row.state == RoomState::Joined => {
+                // Already in: another nick is a nick change (XEP-0045 §7.6), which the room
+                // confirms with 303; the same nick only repeats the presence. The membership
+                // stays as it is until then, so a refused change keeps the old nick.
+                let mut p = Presence::new(Type::None);
+                p.from = Some(Jid::from(user));
+                p.to = Some(Jid::from(occupant));
+                return Ok(vec![Output::Stanza(p.into())]);
+            }
             Some(mut row) => {
                 row.nick = nick.to_owned();
                 row.state = RoomState::Joining;
@@ -310,7 +320,8 @@ impl Conferences {
                 if row.state != RoomState::Joined {
                     self.store.remove_room(account.juid, &row.room).await?;
                 }
-                let text = join_error_text(&room, &row.nick, condition.as_ref());
+                let refused = nick.as_deref().unwrap_or(&row.nick);
+                let text = join_error_text(&room, refused, condition.as_ref());
                 out.extend(self.notice(account, &room, &text));
             }
             Type::Unavailable if !is_self => {
@@ -966,6 +977,45 @@ mod tests {
         );
         let stored = c.membership(&alice, &room()).await.unwrap().unwrap();
         assert_eq!(stored.nick, "al-1");
+    }
+
+    #[tokio::test]
+    async fn a_nick_change_is_confirmed_by_the_room_and_a_refusal_keeps_the_old_nick() {
+        let (_dir, mut c, alice) = setup(false).await;
+        joined(&mut c, &alice).await;
+        let out = c.join(12, &alice, &room(), "al2", None).await.unwrap();
+        let [Output::Stanza(change)] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(change.attr("to"), Some("room@conf.x.org/al2"));
+        assert!(!change.has_child("x", ns::MUC));
+        let conflict: Presence = from_room(&format!(
+            "<presence from='{ROOM}/al2' to='alice@sip.x.com' type='error'><error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></presence>"
+        ));
+        let out = c
+            .handle_presence(13, &alice, &conflict)
+            .await
+            .unwrap()
+            .unwrap();
+        let [(_, body)] = messages(&out).try_into().unwrap();
+        assert!(body.contains("nick al2 is in use"), "{body}");
+        let kept = c.membership(&alice, &room()).await.unwrap().unwrap();
+        assert_eq!((kept.nick.as_str(), kept.state), ("al", RoomState::Joined));
+
+        c.join(14, &alice, &room(), "al3", None).await.unwrap();
+        let old: Presence = from_room(&format!(
+            "<presence from='{ROOM}/al' to='alice@sip.x.com' type='unavailable'><x xmlns='{}'><item affiliation='none' role='participant' nick='al3'/><status code='303'/><status code='110'/></x></presence>",
+            ns::MUC_USER
+        ));
+        let out = c.handle_presence(15, &alice, &old).await.unwrap().unwrap();
+        assert!(messages(&out).is_empty());
+        let new = self_presence("al3", &[110], "");
+        c.handle_presence(16, &alice, &new).await.unwrap().unwrap();
+        let changed = c.membership(&alice, &room()).await.unwrap().unwrap();
+        assert_eq!(
+            (changed.nick.as_str(), changed.state),
+            ("al3", RoomState::Joined)
+        );
     }
 
     #[tokio::test]
