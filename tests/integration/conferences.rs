@@ -215,3 +215,24 @@ fn rooms_are_rejoined_after_prosody_restarts() {
     inbox.expect("you left the conference", WAIT);
     romeo.expect_presence(&format!("{room}/alice"), "unavailable", WAIT);
 }
+
+#[test]
+#[ignore = "needs Prosody"]
+fn an_idle_session_leaves_its_rooms_after_cache_time() {
+    let _serial = serial();
+    let room = fresh_room("idle");
+    let inbox = SipInbox::start();
+    let gw = Gateway::start_with(&[ALICE], inbox.port, "", "cache_time = 2");
+    let sip = RawSip::new(gw.udp);
+    assert_eq!(
+        message(&sip, "alice@127.0.0.1", &address("alice", &room), ":join"),
+        200
+    );
+    inbox.expect("you joined the conference", WAIT);
+    // The session sweep runs every 5 s; the session is idle after 2.
+    let seen = inbox.until("you left the conference", Duration::from_secs(15));
+    assert!(
+        seen.iter().any(|r| r.contains("you are offline")),
+        "{seen:?}"
+    );
+}
