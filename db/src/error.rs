@@ -135,6 +135,9 @@ pub enum Error {
     /// A blocking SQLite task panicked or was cancelled.
     #[error("database task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// The SQLite connection's thread is gone (a call panicked on it).
+    #[error("the SQLite connection's thread stopped")]
+    WorkerGone,
 }
 
 /// [`Error::BadRow`] for `table.column`: a stored value neither backend can read.
