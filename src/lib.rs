@@ -20,6 +20,7 @@
 //! - [`gateway`]: the message state machine: the delay queue, and the tables that route an
 //!   error back to whoever sent the failed message. Sans-IO: inputs take `now`, outputs are
 //!   polled.
+//! - [`registrations`]: REGISTERs handled side by side, in order per user.
 //! - [`watchers`]: SIP users watching Jabber contacts: SUBSCRIBE/NOTIFY with PIDF on one side,
 //!   an XMPP subscription on the other (RFC 6665, RFC 8048 §5.3).
 //! - [`accounts`]: the account store with a short-lived cache in front of it.
@@ -45,6 +46,7 @@ pub mod error_map;
 pub mod gateway;
 pub mod pidf;
 pub mod presence;
+pub mod registrations;
 pub mod run;
 pub mod sip_to_xmpp;
 pub mod watchers;
