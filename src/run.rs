@@ -736,6 +736,10 @@ impl Driver {
                     .await;
                 self.carry_out_presence(result);
             }
+            Token::Notify(id) => {
+                let result = self.watchers.handle_notify_result(id, code, resp).await;
+                self.carry_out_presence(result.map(|()| Vec::new()));
+            }
         }
     }
 
