@@ -138,6 +138,13 @@ pub enum Error {
     /// The SQLite connection's thread is gone (a call panicked on it).
     #[error("the SQLite connection's thread stopped")]
     WorkerGone,
+    /// The write was done, but the transaction it shared with others
+    /// (SQLite group commit) failed to commit, so it was undone.
+    #[error("sqlite: the grouped commit failed: {reason}")]
+    RolledBack {
+        /// SQLite's error.
+        reason: String,
+    },
 }
 
 /// [`Error::BadRow`] for `table.column`: a stored value neither backend can read.

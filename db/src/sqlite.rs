@@ -6,8 +6,13 @@
 //! connection means no `SQLITE_BUSY` between our own calls, and jobs queued
 //! by concurrent callers run back to back without a thread hand-off each (a
 //! `spawn_blocking` per call woke a pool thread and took a mutex every time,
-//! which cost more than most statements). WAL mode and a busy timeout let
+//! which cost more than most statements). [`Store::go_online`] jobs queued
+//! together share one transaction (group commit): each commit costs a WAL
+//! write and a round of `fcntl` locks, the largest part of a REGISTER's
+//! store time once the hand-offs were gone. WAL mode and a busy timeout let
 //! the CLI write while the gateway runs.
+//!
+//! [`Store::go_online`]: crate::Store::go_online
 //!
 //! Several gateways on one file serialise their writes on SQLite's database
 //! lock: every multi-statement write is a `BEGIN IMMEDIATE` transaction, and
@@ -32,14 +37,32 @@ use crate::store::{Backend, matching};
 /// How long a writer waits for another process's lock before `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A job for the connection's thread.
-type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+/// A job for the connection's thread: it runs on the connection and returns how to hand
+/// its result over once its transaction is settled (`None`: committed; `Some(why)`: the
+/// group it ran in was rolled back).
+type Job = Box<dyn FnOnce(&mut Connection) -> Reply + Send>;
+type Reply = Box<dyn FnOnce(Option<String>) + Send>;
+
+/// A queued job, and whether it may share a transaction with others queued next to it.
+struct Queued {
+    job: Job,
+    group: bool,
+}
+
+/// Jobs committed together at most (group commit).
+const GROUP_MAX: usize = 64;
 
 /// A shared SQLite connection: the sending end of its thread's job queue.
 /// The thread ends, closing the file, when the last clone is dropped.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub(crate) struct Sqlite {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Queued>,
+}
+
+impl std::fmt::Debug for Sqlite {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sqlite").finish_non_exhaustive()
+    }
 }
 
 impl Sqlite {
@@ -112,12 +135,31 @@ impl Sqlite {
 
     /// Starts the thread that owns `conn`.
     fn spawn(mut conn: Connection) -> Result<Self, Error> {
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (jobs, queue) = mpsc::channel::<Queued>();
         std::thread::Builder::new()
             .name("sipjab-sqlite".to_owned())
             .spawn(move || {
-                while let Ok(job) = queue.recv() {
-                    job(&mut conn);
+                while let Ok(first) = queue.recv() {
+                    if !first.group {
+                        (first.job)(&mut conn)(None);
+                        continue;
+                    }
+                    let mut group = vec![first.job];
+                    let mut after = None;
+                    while group.len() < GROUP_MAX {
+                        match queue.try_recv() {
+                            Ok(q) if q.group => group.push(q.job),
+                            Ok(q) => {
+                                after = Some(q.job);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    run_group(&mut conn, group);
+                    if let Some(job) = after {
+                        job(&mut conn)(None);
+                    }
                 }
             })
             .map_err(|source| Error::Io {
@@ -135,13 +177,69 @@ impl Sqlite {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
     {
+        self.queue(false, f).await
+    }
+
+    /// [`Sqlite::call`] for a job of single statements, without a
+    /// transaction of its own: jobs like it queued together run in one
+    /// transaction, so one commit (one WAL append, one round of file locks)
+    /// serves them all. Its answer waits for that commit.
+    async fn call_grouped<T, F>(&self, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+    {
+        self.queue(true, f).await
+    }
+
+    async fn queue<T, F>(&self, group: bool, f: F) -> Result<T, Error>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, Error> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            // The caller may have gone (a cancelled future): nobody to tell.
-            let _ = tx.send(f(conn));
+            let result = f(conn);
+            Box::new(move |rolled_back: Option<String>| {
+                let result = match rolled_back {
+                    Some(reason) => result.and(Err(Error::RolledBack { reason })),
+                    None => result,
+                };
+                // The caller may have gone (a cancelled future): nobody to tell.
+                let _ = tx.send(result);
+            })
         });
-        self.jobs.send(job).map_err(|_| Error::WorkerGone)?;
+        self.jobs
+            .send(Queued { job, group })
+            .map_err(|_| Error::WorkerGone)?;
         rx.await.map_err(|_| Error::WorkerGone)?
+    }
+}
+
+/// Runs grouped jobs in one `BEGIN IMMEDIATE` ... `COMMIT` and then hands
+/// their results over; a single job, or a group whose transaction cannot
+/// start, runs in autocommit mode. If the commit fails, every job of the
+/// group is told so (a job whose statement failed alone keeps its error, and
+/// the others' writes commit).
+fn run_group(conn: &mut Connection, group: Vec<Job>) {
+    if group.len() == 1 || conn.execute_batch("BEGIN IMMEDIATE").is_err() {
+        for job in group {
+            job(conn)(None);
+        }
+        return;
+    }
+    let replies: Vec<Reply> = group.into_iter().map(|job| job(conn)).collect();
+    let rolled_back = match conn.execute_batch("COMMIT") {
+        Ok(()) => None,
+        Err(e) => {
+            // The transaction may already be gone (SQLite rolls back by
+            // itself on some errors); then this fails too, harmlessly.
+            let _ = conn.execute_batch("ROLLBACK");
+            Some(e.to_string())
+        }
+    };
+    for reply in replies {
+        reply(rolled_back.clone());
     }
 }
 
@@ -410,7 +508,8 @@ impl Backend for Sqlite {
     }
 
     async fn go_online(&self, s: Session) -> Result<(Session, Vec<RosterItem>), Error> {
-        self.call(move |c| {
+        // One upsert and one read: many REGISTERs share a commit.
+        self.call_grouped(move |c| {
             let sql = format!(
                 "{} ON CONFLICT(juid) DO UPDATE SET {} RETURNING {}",
                 sql::insert::<Session>(1),

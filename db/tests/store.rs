@@ -285,6 +285,7 @@ suite!(
     v2_database_upgrades,
     sessions,
     go_online_keeps_published_state,
+    concurrent_go_online,
     contact_presence,
     roster_and_fan_out,
     sip_subscriptions,
@@ -996,6 +997,31 @@ async fn go_online_keeps_published_state(env: &Env) {
         .await
         .expect("late");
     assert_eq!(third.last_activity, T0 + 10);
+}
+
+async fn concurrent_go_online(env: &Env) {
+    // Many REGISTERs at once: on SQLite they share commits; each gets its own answer.
+    let store = with_accounts(env).await;
+    store
+        .set_roster_item(&RosterItem::new(7, "w@x.org", Subscription::From, T0))
+        .await
+        .expect("roster");
+    let mut tasks = tokio::task::JoinSet::new();
+    for juid in 1..=200 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let (s, subs) = store
+                .go_online(&Session::new(juid, SessionSource::Register, T0 + juid))
+                .await
+                .expect("online");
+            assert_eq!((s.juid, s.last_activity, s.version), (juid, T0 + juid, 1));
+            assert_eq!(subs.len(), usize::from(juid == 7), "juid {juid}");
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task");
+    }
+    assert_eq!(store.online_sessions().await.expect("sessions").len(), 200);
 }
 
 async fn contact_presence(env: &Env) {
