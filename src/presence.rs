@@ -172,7 +172,8 @@ impl Presences {
     ) -> Result<Outputs, PresenceError> {
         match command {
             Command::Online => {
-                self.go_online(now, account, SessionSource::Command, None)
+                self.online
+                    .go_online(now, account, SessionSource::Command, None)
                     .await
             }
             Command::Offline => self.go_offline(account).await,
@@ -356,7 +357,8 @@ impl Presences {
         if self.store.touch_session(account.juid, now).await? {
             return Ok(Vec::new());
         }
-        self.go_online(now, account, SessionSource::Command, None)
+        self.online
+            .go_online(now, account, SessionSource::Command, None)
             .await
     }
 
@@ -830,18 +832,6 @@ impl Presences {
         }
     }
 
-    async fn go_online(
-        &self,
-        now: i64,
-        account: &Account,
-        source: SessionSource,
-        expires_at: Option<i64>,
-    ) -> Result<Outputs, PresenceError> {
-        self.online
-            .go_online(now, account, source, expires_at)
-            .await
-    }
-
     async fn go_offline(&mut self, account: &Account) -> Result<Outputs, PresenceError> {
         self.touched.remove(&account.juid);
         self.online.go_offline(account).await
@@ -1117,7 +1107,7 @@ pub fn user_presence(user: &BareJid, to: &BareJid, session: Option<&Session>) ->
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::address::JDomain;
     use sipjab_db::{DbUrl, SipAor};
@@ -1150,8 +1140,9 @@ mod tests {
 
     /// RFC 8048 §5.2: a contact's request becomes a SUBSCRIBE to the SIP user; the 200 and
     /// an active NOTIFY approve it; the SUBSCRIBE is renewed before it ends, once.
-    #[tokio::test]
-    async fn a_contact_request_is_decided_on_the_sip_side_and_renewed() {
+    /// A fresh SQLite store (in the directory returned with it) with the account
+    /// `sip:alice@example.com` / `alice`.
+    pub(crate) async fn store_with_alice() -> (tempfile::TempDir, Store, Account) {
         let dir = tempfile::tempdir().unwrap();
         let url = DbUrl::parse(&format!("sqlite://{}/t.db", dir.path().display())).unwrap();
         let store = Store::init(&url).await.unwrap();
@@ -1163,6 +1154,12 @@ mod tests {
             )
             .await
             .unwrap();
+        (dir, store, alice)
+    }
+
+    #[tokio::test]
+    async fn a_contact_request_is_decided_on_the_sip_side_and_renewed() {
+        let (_dir, store, alice) = store_with_alice().await;
         let mut p = Presences::new(store, settings());
         let t0 = 1_000_000;
         let mut ask = Presence::new(Type::Subscribe);

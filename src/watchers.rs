@@ -490,7 +490,6 @@ pub fn notify_request(
 mod tests {
     use super::*;
     use crate::address::JDomain;
-    use sipjab_db::{DbUrl, SipAor};
 
     const LOCAL: &str = "sip:127.0.0.1:5060";
 
@@ -538,17 +537,7 @@ mod tests {
     /// subscription (RFC 6665 §4.2.2, RFC 8048).
     #[tokio::test]
     async fn stored_presence_and_a_failed_notify() {
-        let dir = tempfile::tempdir().unwrap();
-        let url = DbUrl::parse(&format!("sqlite://{}/t.db", dir.path().display())).unwrap();
-        let store = Store::init(&url).await.unwrap();
-        let alice = store
-            .add_account(
-                &SipAor::parse("sip:alice@example.com").unwrap(),
-                "alice",
-                None,
-            )
-            .await
-            .unwrap();
+        let (_dir, store, alice) = crate::presence::tests::store_with_alice().await;
         let romeo = BareJid::new("romeo@montague.lit").unwrap();
         let approved = RosterItem::new(alice.juid, "romeo@montague.lit", Subscription::To, 0);
         store.set_roster_item(&approved).await.unwrap();
