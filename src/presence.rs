@@ -1113,7 +1113,7 @@ pub(crate) mod tests {
     use sipjab_db::{DbUrl, SipAor};
     use sipjab_sip::StatusCode;
 
-    fn settings() -> PresenceSettings {
+    pub(crate) fn settings() -> PresenceSettings {
         PresenceSettings {
             rules: AddressRules {
                 jdomain: JDomain::new("jabber.x.com", '*').unwrap(),

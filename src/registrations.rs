@@ -20,7 +20,7 @@ use sipjab_sip::{Contact, Request, Response, StatusCode, TransactionId};
 use tokio::sync::mpsc;
 
 use crate::gateway::Output;
-use crate::presence::{Online, PresenceError};
+use crate::presence::Online;
 use crate::sip_to_xmpp::reject;
 
 /// REGISTERs whose store work runs at once, at most: enough to keep the store busy, few
@@ -191,13 +191,12 @@ async fn register(store: &Store, online: &Online, unix: i64, reg: Register) -> R
             resp.headers.push("Expires", expires.to_string());
             done.response = resp;
         }
-        Err(e) => done.response = failed(&req, &e),
+        Err(e) => {
+            done.response =
+                reject(e.sip_status(), format!("Register failed ({e})")).to_response(&req);
+        }
     }
     done
-}
-
-fn failed(req: &Request, e: &PresenceError) -> Response {
-    reject(e.sip_status(), format!("Register failed ({e})")).to_response(req)
 }
 
 /// The To address of record of a request (the user a REGISTER or PUBLISH is about).
@@ -222,5 +221,72 @@ pub fn register_expiry(req: &Request) -> u32 {
             .or(header)
             .unwrap_or(3600),
         _ => header.unwrap_or(3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::presence::Presences;
+    use crate::presence::tests::{settings, store_with_alice};
+    use sipjab_db::{RosterItem, Subscription};
+
+    fn register(expires: u32, n: u32) -> Register {
+        let text = format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKr{n}\r\n\
+             From: <sip:alice@example.com>;tag=r{n}\r\nTo: <sip:alice@example.com>\r\n\
+             Call-ID: reg\r\nCSeq: {n} REGISTER\r\nContact: <sip:alice@192.0.2.1>\r\n\
+             Expires: {expires}\r\nContent-Length: 0\r\n\r\n"
+        );
+        let sipjab_sip::Message::Request(req) =
+            sipjab_sip::parse_datagram(text.as_bytes()).unwrap()
+        else {
+            panic!("not a request")
+        };
+        Register {
+            id: TransactionId::for_request(&req).unwrap(),
+            aor: addressee(&req).unwrap(),
+            req,
+            cached: None,
+        }
+    }
+
+    /// Two REGISTERs of one user run one after the other, in arrival order: the user ends
+    /// offline, as the second (expiry 0) says. An unknown user gets 404.
+    #[tokio::test]
+    async fn one_user_in_order() {
+        let (_dir, store, alice) = store_with_alice().await;
+        let watcher = RosterItem::new(alice.juid, "w@x.org", Subscription::From, 0);
+        store.set_roster_item(&watcher).await.unwrap();
+        let presences = Presences::new(store.clone(), settings());
+        let mut regs = Registrations::new(store.clone(), presences.online());
+        regs.handle_register(1000, register(3600, 1));
+        regs.handle_register(1000, register(0, 2));
+        assert_eq!(regs.running, 1, "the second waits for the first");
+
+        let first = regs.next_done().await.unwrap();
+        assert_eq!(first.response.status.as_u16(), 200);
+        assert_eq!(first.response.headers.get("Expires"), Some("3600"));
+        assert_eq!(first.outputs.len(), 1, "available presence to the watcher");
+        assert!(first.looked_up.is_some(), "looked up, to cache");
+        regs.handle_done(1000, &first);
+        let second = regs.next_done().await.unwrap();
+        assert_eq!(second.offline, Some(alice.juid));
+        assert_eq!(
+            second.outputs.len(),
+            1,
+            "unavailable presence to the watcher"
+        );
+        regs.handle_done(1000, &second);
+        assert!(regs.busy.is_empty() && regs.running == 0);
+        assert!(store.session(alice.juid).await.unwrap().is_none());
+
+        let mut nobody = register(3600, 3);
+        nobody.aor = SipAor::parse("sip:nobody@example.com").unwrap();
+        nobody.cached = Some(None);
+        regs.handle_register(1000, nobody);
+        let done = regs.next_done().await.unwrap();
+        assert_eq!(done.response.status.as_u16(), 404);
+        assert!(done.looked_up.is_none(), "the cache answered");
     }
 }
