@@ -39,15 +39,26 @@ impl Accounts {
         now: Instant,
         aor: &SipAor,
     ) -> Result<Option<Account>, sipjab_db::Error> {
-        if let Some((at, account)) = self.by_sip.get(aor)
-            && now.saturating_duration_since(*at) < TTL
-        {
-            return Ok(account.clone());
+        if let Some(account) = self.cached_by_sip(now, aor) {
+            return Ok(account);
         }
         let account = self.store.account_by_sip(aor).await?;
-        trim(&mut self.by_sip);
-        self.by_sip.insert(aor.clone(), (now, account.clone()));
+        self.remember_sip(now, aor, account.clone());
         Ok(account)
+    }
+
+    /// The cache's answer for a SIP user, if it has a fresh one (`Some(None)`: no account).
+    pub fn cached_by_sip(&self, now: Instant, aor: &SipAor) -> Option<Option<Account>> {
+        self.by_sip
+            .get(aor)
+            .filter(|(at, _)| now.saturating_duration_since(*at) < TTL)
+            .map(|(_, account)| account.clone())
+    }
+
+    /// Caches what the store answered for a SIP user, looked up elsewhere.
+    pub fn remember_sip(&mut self, now: Instant, aor: &SipAor, account: Option<Account>) {
+        trim(&mut self.by_sip);
+        self.by_sip.insert(aor.clone(), (now, account));
     }
 
     /// The account behind `<jab_id>@<component domain>`. Jabber IDs are compared without

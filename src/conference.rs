@@ -711,7 +711,7 @@ mod tests {
 
     /// Conferences for alice; `configured` asks for 5 history messages and the join subject.
     async fn setup(configured: bool) -> (tempfile::TempDir, Conferences, Account) {
-        let (dir, store, alice) = crate::testing::store_with_alice().await;
+        let (dir, store, alice) = crate::presence::tests::store_with_alice().await;
         let settings = ConferenceSettings {
             rules: AddressRules {
                 jdomain: JDomain::new("jabber.x.com", '*').unwrap(),

@@ -54,6 +54,8 @@ pub enum Token {
     Message(u64),
     /// A SUBSCRIBE sent for an XMPP user in store dialog `id`: the presence module.
     Watch(i64),
+    /// A NOTIFY sent to a SIP watcher in store dialog `id`: the watchers module.
+    Notify(i64),
 }
 
 /// What the gateway needs to know of the configuration.

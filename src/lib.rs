@@ -22,6 +22,7 @@
 //!   polled.
 //! - [`conference`]: SIP users in MUC rooms (XEP-0045): join, leave, groupchat and private
 //!   messages from rooms, memberships in the store.
+//! - [`registrations`]: REGISTERs handled side by side, in order per user.
 //! - [`watchers`]: SIP users watching Jabber contacts: SUBSCRIBE/NOTIFY with PIDF on one side,
 //!   an XMPP subscription on the other (RFC 6665, RFC 8048 §5.3).
 //! - [`accounts`]: the account store with a short-lived cache in front of it.
@@ -48,9 +49,8 @@ pub mod error_map;
 pub mod gateway;
 pub mod pidf;
 pub mod presence;
+pub mod registrations;
 pub mod run;
 pub mod sip_to_xmpp;
-#[cfg(test)]
-mod testing;
 pub mod watchers;
 pub mod xmpp_to_sip;

@@ -40,7 +40,7 @@ use minidom::rxml::{Namespace, RawReader};
 use minidom::tree_builder::TreeBuilder;
 use sipjab_sip::Rejection;
 use xmpp_parsers::message::Lang;
-use xmpp_parsers::presence::{Presence, Show, Type};
+use xmpp_parsers::presence::{Presence, Priority, Show, Type};
 
 use crate::sip_to_xmpp::{reject, xml_safe};
 
@@ -938,6 +938,40 @@ impl ContactPresence {
     /// PIDF changed.
     pub fn remove(&mut self, resource: &str) -> bool {
         self.update(Some(resource), &Presence::unavailable())
+    }
+
+    /// What the store keeps of the contact, oldest update first: each available resource as
+    /// its available presence, and the last to leave as its unavailable presence (show,
+    /// statuses and priority only). [`ContactPresence::replay`] of it gives back the same
+    /// PIDF.
+    pub fn snapshot(&self) -> Vec<(String, Presence)> {
+        let mut entries: Vec<(u64, String, Presence)> = self
+            .resources
+            .iter()
+            .map(|r| {
+                let mut p = Presence::new(Type::None);
+                p.show.clone_from(&r.show);
+                p.statuses.clone_from(&r.statuses);
+                p.priority = Priority(r.priority);
+                (r.seq, r.resource.clone(), p)
+            })
+            .collect();
+        if let Some(gone) = &self.gone {
+            let mut p = Presence::new(Type::Unavailable);
+            p.statuses.clone_from(&gone.statuses);
+            entries.push((gone.seq, gone.resource.clone(), p));
+        }
+        entries.sort_by_key(|(seq, ..)| *seq);
+        entries.into_iter().map(|(_, r, p)| (r, p)).collect()
+    }
+
+    /// A contact rebuilt from a [`ContactPresence::snapshot`], oldest first.
+    pub fn replay<'a>(entries: impl IntoIterator<Item = (&'a str, &'a Presence)>) -> Self {
+        let mut c = Self::new();
+        for (resource, presence) in entries {
+            c.update(Some(resource), presence);
+        }
+        c
     }
 
     /// Forgets every resource (the contact is unavailable).

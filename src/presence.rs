@@ -32,6 +32,7 @@
 //! Times are Unix seconds, passed in by the caller.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jid::{BareJid, Jid};
@@ -115,7 +116,8 @@ pub struct PresenceSettings {
 #[derive(Debug, Clone)]
 pub struct Presences {
     store: Store,
-    settings: PresenceSettings,
+    settings: Arc<PresenceSettings>,
+    online: Online,
     /// When this instance last wrote each user's activity to the store. Messages in between
     /// do not touch the store: `cache_time` is measured in whole sweeps anyway.
     touched: HashMap<i64, i64>,
@@ -129,7 +131,12 @@ type Outputs = Vec<Output>;
 impl Presences {
     /// Presence on top of `store`.
     pub fn new(store: Store, settings: PresenceSettings) -> Self {
+        let settings = Arc::new(settings);
         Self {
+            online: Online {
+                store: store.clone(),
+                settings: Arc::clone(&settings),
+            },
             store,
             settings,
             touched: HashMap::new(),
@@ -165,7 +172,8 @@ impl Presences {
     ) -> Result<Outputs, PresenceError> {
         match command {
             Command::Online => {
-                self.go_online(now, account, SessionSource::Command, None)
+                self.online
+                    .go_online(now, account, SessionSource::Command, None)
                     .await
             }
             Command::Offline => self.go_offline(account).await,
@@ -184,11 +192,9 @@ impl Presences {
         expires: u32,
     ) -> Result<Outputs, PresenceError> {
         if expires == 0 {
-            return self.go_offline(account).await;
+            self.handle_offline(account.juid);
         }
-        let until = now.saturating_add(i64::from(expires));
-        self.go_online(now, account, SessionSource::Register, Some(until))
-            .await
+        self.online.register(now, account, expires).await
     }
 
     /// A PUBLISH of the user's presence (RFC 3903 §6): initial, refresh, modify or remove.
@@ -351,7 +357,8 @@ impl Presences {
         if self.store.touch_session(account.juid, now).await? {
             return Ok(Vec::new());
         }
-        self.go_online(now, account, SessionSource::Command, None)
+        self.online
+            .go_online(now, account, SessionSource::Command, None)
             .await
     }
 
@@ -825,53 +832,28 @@ impl Presences {
         }
     }
 
-    async fn go_online(
-        &self,
-        now: i64,
-        account: &Account,
-        source: SessionSource,
-        expires_at: Option<i64>,
-    ) -> Result<Outputs, PresenceError> {
-        let mut session = self
-            .store
-            .session(account.juid)
-            .await?
-            .unwrap_or_else(|| Session::new(account.juid, source, now));
-        session.source = source;
-        session.last_activity = now;
-        session.updated_at = now;
-        session.expires_at = expires_at;
-        let session = self.store.set_session(&session).await?;
-        self.broadcast(account, Some(&session)).await
-    }
-
     async fn go_offline(&mut self, account: &Account) -> Result<Outputs, PresenceError> {
         self.touched.remove(&account.juid);
-        if !self.store.remove_session(account.juid).await? {
-            return Ok(Vec::new());
-        }
-        self.broadcast(account, None).await
+        self.online.go_offline(account).await
     }
 
-    /// The user's presence to every subscriber: available with `session`, else unavailable
-    /// (and [`Output::Offline`]).
+    /// Forgets this instance's activity write for the user, whose session ended elsewhere
+    /// (so the next message opens it again).
+    pub fn handle_offline(&mut self, juid: i64) {
+        self.touched.remove(&juid);
+    }
+
+    /// The handle that brings users online and offline from tasks of their own.
+    pub fn online(&self) -> Online {
+        self.online.clone()
+    }
+
     async fn broadcast(
         &self,
         account: &Account,
         session: Option<&Session>,
     ) -> Result<Outputs, PresenceError> {
-        let user = self.user_jid(account)?;
-        let subscribers = self.store.subscribers(account.juid).await?;
-        let mut out: Outputs = subscribers
-            .iter()
-            .filter_map(|item| BareJid::new(&item.contact).ok())
-            .map(|contact| Output::Stanza(user_presence(&user, &contact, session).into()))
-            .collect();
-        if session.is_none() {
-            // Going offline also leaves the user's conferences.
-            out.push(Output::Offline(account.clone()));
-        }
-        Ok(out)
+        self.online.broadcast(account, session).await
     }
 
     async fn current_presence(
@@ -926,10 +908,7 @@ impl Presences {
     }
 
     fn user_jid(&self, account: &Account) -> Result<BareJid, PresenceError> {
-        self.settings
-            .rules
-            .user_jid(&account.jab_id)
-            .map_err(|e| PresenceError::BadAddress(e.to_string()))
+        self.online.user_jid(account)
     }
 
     fn notice(&self, account: &Account, text: &str) -> Output {
@@ -938,6 +917,95 @@ impl Presences {
             request: message_request(&self.settings.registrar, &to, text, None),
             token: None,
         }
+    }
+}
+
+/// Sessions going up and down, with what the subscribers get: the part of [`Presences`]
+/// that needs nothing but the store, so REGISTERs can run it in tasks of their own
+/// ([`crate::registrations`]). Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Online {
+    store: Store,
+    settings: Arc<PresenceSettings>,
+}
+
+impl Online {
+    /// A REGISTER for the user, as the registrar passed it on: online until `expires`
+    /// seconds from now, or offline for 0. The caller forgets its activity writes for an
+    /// expiry of 0 ([`Presences::handle_offline`]).
+    pub async fn register(
+        &self,
+        now: i64,
+        account: &Account,
+        expires: u32,
+    ) -> Result<Outputs, PresenceError> {
+        if expires == 0 {
+            return self.go_offline(account).await;
+        }
+        let until = now.saturating_add(i64::from(expires));
+        self.go_online(now, account, SessionSource::Register, Some(until))
+            .await
+    }
+
+    /// Puts the user online (a session already there keeps its show, status and priority)
+    /// and tells the subscribers: one store call.
+    async fn go_online(
+        &self,
+        now: i64,
+        account: &Account,
+        source: SessionSource,
+        expires_at: Option<i64>,
+    ) -> Result<Outputs, PresenceError> {
+        let mut session = Session::new(account.juid, source, now);
+        session.expires_at = expires_at;
+        let (session, subscribers) = self.store.go_online(&session).await?;
+        self.fan_out(account, &subscribers, Some(&session))
+    }
+
+    /// Ends the user's session, if it had one, and tells the subscribers.
+    async fn go_offline(&self, account: &Account) -> Result<Outputs, PresenceError> {
+        if !self.store.remove_session(account.juid).await? {
+            return Ok(Vec::new());
+        }
+        self.broadcast(account, None).await
+    }
+
+    /// The user's presence to every subscriber: available with `session`, else unavailable.
+    async fn broadcast(
+        &self,
+        account: &Account,
+        session: Option<&Session>,
+    ) -> Result<Outputs, PresenceError> {
+        let subscribers = self.store.subscribers(account.juid).await?;
+        self.fan_out(account, &subscribers, session)
+    }
+
+    /// The user's presence to each of `subscribers` (and [`Output::Offline`] without a
+    /// session).
+    fn fan_out(
+        &self,
+        account: &Account,
+        subscribers: &[RosterItem],
+        session: Option<&Session>,
+    ) -> Result<Outputs, PresenceError> {
+        let user = self.user_jid(account)?;
+        let mut out: Outputs = subscribers
+            .iter()
+            .filter_map(|item| BareJid::new(&item.contact).ok())
+            .map(|contact| Output::Stanza(user_presence(&user, &contact, session).into()))
+            .collect();
+        if session.is_none() {
+            // Going offline also leaves the user's conferences.
+            out.push(Output::Offline(account.clone()));
+        }
+        Ok(out)
+    }
+
+    fn user_jid(&self, account: &Account) -> Result<BareJid, PresenceError> {
+        self.settings
+            .rules
+            .user_jid(&account.jab_id)
+            .map_err(|e| PresenceError::BadAddress(e.to_string()))
     }
 }
 
@@ -1045,12 +1113,13 @@ pub fn user_presence(user: &BareJid, to: &BareJid, session: Option<&Session>) ->
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::address::JDomain;
+    use sipjab_db::{DbUrl, SipAor};
     use sipjab_sip::StatusCode;
 
-    fn settings() -> PresenceSettings {
+    pub(crate) fn settings() -> PresenceSettings {
         PresenceSettings {
             rules: AddressRules {
                 jdomain: JDomain::new("jabber.x.com", '*').unwrap(),
@@ -1078,9 +1147,26 @@ mod tests {
 
     /// RFC 8048 §5.2: a contact's request becomes a SUBSCRIBE to the SIP user; the 200 and
     /// an active NOTIFY approve it; the SUBSCRIBE is renewed before it ends, once.
+    /// A fresh SQLite store (in the directory returned with it) with the account
+    /// `sip:alice@example.com` / `alice`.
+    pub(crate) async fn store_with_alice() -> (tempfile::TempDir, Store, Account) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = DbUrl::parse(&format!("sqlite://{}/t.db", dir.path().display())).unwrap();
+        let store = Store::init(&url).await.unwrap();
+        let alice = store
+            .add_account(
+                &SipAor::parse("sip:alice@example.com").unwrap(),
+                "alice",
+                None,
+            )
+            .await
+            .unwrap();
+        (dir, store, alice)
+    }
+
     #[tokio::test]
     async fn a_contact_request_is_decided_on_the_sip_side_and_renewed() {
-        let (_dir, store, alice) = crate::testing::store_with_alice().await;
+        let (_dir, store, alice) = store_with_alice().await;
         let mut p = Presences::new(store, settings());
         let t0 = 1_000_000;
         let mut ask = Presence::new(Type::Subscribe);

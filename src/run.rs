@@ -12,8 +12,10 @@
 //!    and the request is not processed twice.
 //! 3. RFC 4475 checks give 400/416/420/483/505/501.
 //! 4. MESSAGE goes to the gateway (after the commands, and with the sender's membership when
-//!    it is for a conference), REGISTER, PUBLISH, NOTIFY and SUBSCRIBE to the presence and
-//!    conference modules, OPTIONS gets 200, and any other method gets 405 with `Allow`.
+//!    it is for a conference); PUBLISH, NOTIFY and SUBSCRIBE to the presence and conference
+//!    modules; OPTIONS gets 200, and any other method gets 405 with `Allow`. A REGISTER goes
+//!    to [`Registrations`], whose store work runs beside the loop; its answer comes back as
+//!    an event of its own.
 //!
 //! Stanzas from the component go to the conference module first (MUC presence and messages
 //! from rooms), then to the presence modules or the message gateway.
@@ -34,8 +36,8 @@ use sipjab_db::{DbUrl, SipAor, Store};
 use sipjab_sip::locate::{DEFAULT_PORT, Destination, DnsLookup};
 use sipjab_sip::transport::{Incoming, SipTransport, TransportConfig};
 use sipjab_sip::{
-    Contact, Message, Method, Request, RequestDisposition, Response, StatusCode, TableOutput,
-    Target, TransactionId, TransactionTable, TransportKind, Uri, check_request,
+    Message, Method, Request, RequestDisposition, Response, StatusCode, TableOutput, Target,
+    TransactionId, TransactionTable, TransportKind, Uri, check_request,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -47,6 +49,7 @@ use crate::conference::{ConferenceSettings, Conferences, subscribe_notify};
 use crate::config::{Config, Proxy};
 use crate::gateway::{Gateway, Output, Settings, Token};
 use crate::presence::{PresenceSettings, Presences, presence_expiry};
+use crate::registrations::{Register, Registered, Registrations, addressee};
 use crate::sip_to_xmpp::{ACCEPTED_TYPES, destination, reject};
 use crate::watchers::Watchers;
 
@@ -132,6 +135,7 @@ pub async fn run(config: Config, db: DbUrl) -> Result<()> {
             subject: config.conference.subject,
         },
     );
+    let registrations = Registrations::new(store.clone(), presences.online());
     let dns = DnsLookup::from_system_conf().context("reading the DNS configuration")?;
     let (located_tx, mut located) = mpsc::channel(1024);
     let mut driver = Driver {
@@ -140,6 +144,7 @@ pub async fn run(config: Config, db: DbUrl) -> Result<()> {
         sender: link.sender(),
         gateway: Gateway::new(settings),
         presences,
+        registrations,
         watchers,
         conferences,
         local_contact,
@@ -171,6 +176,7 @@ struct Driver {
     sender: StanzaSender,
     gateway: Gateway,
     presences: Presences,
+    registrations: Registrations,
     watchers: Watchers,
     conferences: Conferences,
     /// The gateway's Contact URI for dialogs.
@@ -223,6 +229,7 @@ impl Driver {
                     None => anyhow::bail!("the component link stopped"),
                 },
                 Some(l) = located.recv() => self.handle_located(l).await,
+                Some(done) = self.registrations.next_done() => self.handle_registered(done).await,
                 _ = sweep.tick() => self.sweep_sessions().await,
                 () = sleep => self.handle_timeout().await,
             }
@@ -362,6 +369,19 @@ impl Driver {
                 return self.send_stateless(&resp, source).await;
             }
         };
+        if req.method == Method::Register
+            && check_request(&req).is_ok()
+            && let Some(aor) = addressee(&req)
+        {
+            let cached = self.accounts.cached_by_sip(now, &aor);
+            let reg = Register {
+                id,
+                req,
+                aor,
+                cached,
+            };
+            return self.registrations.handle_register(unix_now(), reg);
+        }
         let resp = self.respond(now, &req).await;
         // The stanza a MESSAGE became goes to the link before the 202 goes out: the answer
         // can wait a few microseconds, the message should not wait for a send. (NOTIFYs stay
@@ -419,7 +439,10 @@ impl Driver {
                     Err(rejection) => rejection.to_response(req),
                 }
             }
-            Method::Register => self.register(now, req).await,
+            // Without a To address of record; the others go to `registrations`.
+            Method::Register => {
+                reject(400, "Bad Request (To is not a SIP address of record)").to_response(req)
+            }
             Method::Subscribe => self.subscribe(now, req).await,
             Method::Publish => self.publish(now, req).await,
             // The gateway subscribes to nobody yet, so no NOTIFY matches (RFC 6665 §4.1.3).
@@ -584,13 +607,7 @@ impl Driver {
         now: Instant,
         req: &Request,
     ) -> Result<sipjab_db::Account, Response> {
-        let Some(aor) = req
-            .headers
-            .to()
-            .ok()
-            .flatten()
-            .and_then(|to| SipAor::parse(&to.uri.to_string()).ok())
-        else {
+        let Some(aor) = addressee(req) else {
             return Err(
                 reject(400, "Bad Request (To is not a SIP address of record)").to_response(req),
             );
@@ -627,26 +644,23 @@ impl Driver {
         }
     }
 
-    /// A REGISTER passed on by the registrar (`t_replicate`): the user is online until the
-    /// registration ends. Answered 200 with the expiry, or 404 without an account.
-    async fn register(&mut self, now: Instant, req: &Request) -> Response {
-        let account = match self.addressee_account(now, req).await {
-            Ok(account) => account,
-            Err(resp) => return resp,
-        };
-        let expires = register_expiry(req);
-        match self
-            .presences
-            .handle_register(unix_now(), &account, expires)
-            .await
-        {
-            Ok(outputs) => {
-                self.carry_out(outputs);
-                let mut resp = Response::for_request(req, StatusCode::OK, "OK");
-                resp.headers.push("Expires", expires.to_string());
-                resp
-            }
-            Err(e) => reject(e.sip_status(), format!("Register failed ({e})")).to_response(req),
+    /// A REGISTER passed on by the registrar (`t_replicate`) whose store work is done: the
+    /// presence goes out, then the answer (200 with the expiry, or 404 without an account).
+    async fn handle_registered(&mut self, done: Registered) {
+        let now = now();
+        self.registrations.handle_done(unix_now(), &done);
+        if let Some(account) = done.looked_up {
+            self.accounts.remember_sip(now, &done.aor, account);
+        }
+        if let Some(juid) = done.offline {
+            self.presences.handle_offline(juid);
+        }
+        for out in done.outputs {
+            self.carry_out_one(out).await;
+        }
+        match self.table.send_response(&done.id, &done.response, now) {
+            Ok((target, bytes)) => self.send_bytes(&bytes, target).await,
+            Err(e) => warn!(error = %e, "cannot answer a REGISTER"),
         }
     }
 
@@ -898,6 +912,10 @@ impl Driver {
                     .await;
                 self.carry_out_presence(result);
             }
+            Token::Notify(id) => {
+                let result = self.watchers.handle_notify_result(id, code, resp).await;
+                self.carry_out_presence(result.map(|()| Vec::new()));
+            }
         }
     }
 
@@ -961,23 +979,6 @@ impl Driver {
     }
 }
 
-/// How long a REGISTER binds (RFC 3261 §10.2.1.1): `Contact: *` or `Expires: 0` is 0, else the
-/// first Contact's `expires` parameter, else `Expires`, else 3600.
-fn register_expiry(req: &Request) -> u32 {
-    let header = req.headers.expires().ok().flatten();
-    match req.headers.contact() {
-        Ok(Some(Contact::Star)) => 0,
-        Ok(Some(Contact::List(list))) => list
-            .first()
-            .and_then(|c| c.params.get("expires").flatten())
-            .and_then(|e| e.parse().ok())
-            .or(header)
-            .unwrap_or(3600),
-        _ => header.unwrap_or(3600),
-    }
-}
-
-/// Unix seconds, for the store's timestamps.
 /// The user part of the From URI: the nick of a conference address with an empty one.
 fn sender_user(req: &Request) -> String {
     req.headers
@@ -988,6 +989,7 @@ fn sender_user(req: &Request) -> String {
         .unwrap_or_default()
 }
 
+/// Unix seconds, for the store's timestamps.
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -12,21 +12,26 @@
 //! SIP subscriptions expire and XMPP ones are permanent, and the two are kept apart: the end
 //! of a dialog leaves the XMPP subscription, so the next SUBSCRIBE is `active` at once.
 //!
-//! The dialogs live in the store. The contacts' current presence is held here, per watching
-//! user, as the server sent it to this instance; a restarted instance probes for it again.
-//! COMPAT: several instances behind one domain each see part of that presence traffic.
-
-use std::collections::HashMap;
+//! The dialogs live in the store, and so does the contacts' last presence per resource, as
+//! the server sent it to the watching user (`sipjab_contact_presence`): several instances
+//! behind one domain each see part of that presence traffic, and whichever gets a SUBSCRIBE
+//! refresh builds its PIDF from what all of them stored. It is read from the store at each
+//! change and each NOTIFY, not cached, so no instance works from a stale copy.
+//!
+//! A NOTIFY that gets 481, or another answer RFC 6665 §4.2.2 says ends the subscription, or
+//! no answer at all (Timer F), removes its dialog; the XMPP subscription stays.
 
 use jid::{BareJid, Jid};
+use minidom::Element;
 use sipjab_db::{
-    Account, Direction, RosterItem, SipSubscription, Store, Subscription, SubscriptionState,
+    Account, ContactResource, Direction, RESOURCE_MAX, RosterItem, SipSubscription, Store,
+    Subscription, SubscriptionState,
 };
 use sipjab_sip::{NameAddr, Rejection, Request, Response, StatusCode, Uri};
 use xmpp_parsers::presence::{Presence, Type};
 
 use crate::address::AddressRules;
-use crate::gateway::Output;
+use crate::gateway::{Output, Token};
 use crate::pidf::{CONTENT_TYPE, ContactPresence, closed_document};
 use crate::presence::{PresenceError, accounts_by_juid, presence_expiry};
 use crate::sip_to_xmpp::reject;
@@ -45,7 +50,14 @@ const SWEEP: usize = 500;
 pub struct Watchers {
     store: Store,
     rules: AddressRules,
-    seen: HashMap<(i64, String), ContactPresence>,
+}
+
+/// A contact's presence as stored for one user, and the `seq` to write its next state from.
+struct Known {
+    presence: ContactPresence,
+    next_seq: i64,
+    /// Whether the store had anything of the contact.
+    any: bool,
 }
 
 type Outputs = Vec<Output>;
@@ -53,11 +65,61 @@ type Outputs = Vec<Output>;
 impl Watchers {
     /// Watchers on top of `store`.
     pub fn new(store: Store, rules: AddressRules) -> Self {
-        Self {
-            store,
-            rules,
-            seen: HashMap::new(),
-        }
+        Self { store, rules }
+    }
+
+    /// What `contact` last sent the user, from the store. A row whose stanza no longer
+    /// parses is left out.
+    async fn known(&self, juid: i64, contact: &str) -> Result<Known, sipjab_db::Error> {
+        let rows = self.store.contact_presence(juid, contact).await?;
+        let next_seq = rows
+            .iter()
+            .map(|r| r.seq)
+            .max()
+            .map_or(1, |s| s.saturating_add(1));
+        let parsed: Vec<(String, Presence)> = rows
+            .iter()
+            .filter_map(|r| {
+                let p = r
+                    .stanza
+                    .parse::<Element>()
+                    .ok()
+                    .and_then(|el| Presence::try_from(el).ok());
+                if p.is_none() {
+                    tracing::warn!(%contact, resource = %r.resource, "unreadable stored presence");
+                }
+                Some((r.resource.clone(), p?))
+            })
+            .collect();
+        Ok(Known {
+            presence: ContactPresence::replay(parsed.iter().map(|(r, p)| (r.as_str(), p))),
+            next_seq,
+            any: !rows.is_empty(),
+        })
+    }
+
+    /// Stores `presence` as all the user knows of `contact`.
+    async fn save(
+        &self,
+        now: i64,
+        juid: i64,
+        contact: &str,
+        known: &Known,
+    ) -> Result<(), sipjab_db::Error> {
+        let rows: Vec<ContactResource> = known
+            .presence
+            .snapshot()
+            .into_iter()
+            .map(|(resource, p)| {
+                let available = p.type_ == Type::None;
+                let resource: String = resource.chars().take(RESOURCE_MAX).collect();
+                let stanza = String::from(&Element::from(p));
+                ContactResource::new(juid, contact, &resource, available, &stanza, 0, now)
+            })
+            .collect();
+        self.store
+            .set_contact_presence(juid, contact, known.next_seq, &rows)
+            .await
     }
 
     /// A SUBSCRIBE from `account` for `contact`; `local_contact` is the gateway's Contact
@@ -139,7 +201,7 @@ impl Watchers {
                     .map_err(store_err)?;
             }
             sub.local_cseq += 1;
-            out.push(self.notify(account, &sub, local_contact, Ending::Timeout));
+            out.push(self.notify(account, &sub, local_contact, Ending::Timeout, None));
             return Ok((resp, out));
         }
         let roster = self
@@ -166,7 +228,17 @@ impl Watchers {
             .await
             .map_err(store_err)?
             .unwrap_or(sub.local_cseq + 1);
-        out.push(self.notify(account, &sub, local_contact, Ending::No));
+        let known = self
+            .known(account.juid, &contact.to_string())
+            .await
+            .map_err(store_err)?;
+        out.push(self.notify(
+            account,
+            &sub,
+            local_contact,
+            Ending::No,
+            Some(&known.presence),
+        ));
         let user = self
             .rules
             .user_jid(&account.jab_id)
@@ -182,7 +254,7 @@ impl Watchers {
                 self.store.set_roster_item(&item).await.map_err(store_err)?;
             }
             out.push(stanza(&user, contact, Type::Subscribe));
-        } else if !self.seen.contains_key(&(account.juid, contact.to_string())) {
+        } else if !known.any {
             out.push(stanza(&user, contact, Type::Probe));
         }
         Ok((resp, out))
@@ -201,22 +273,31 @@ impl Watchers {
             return Ok(Vec::new());
         };
         let contact = from.to_bare().to_string();
-        let key = (account.juid, contact.clone());
+        let mut known = None;
         let ending = match presence.type_ {
             Type::None | Type::Unavailable | Type::Error => {
-                let changed = self.seen.entry(key).or_default().handle_presence(presence);
-                if !changed {
+                let mut k = self.known(account.juid, &contact).await?;
+                if !k.presence.handle_presence(presence) {
                     return Ok(Vec::new());
                 }
+                self.save(now, account.juid, &contact, &k).await?;
+                known = Some(k);
                 Ending::No
             }
-            Type::Subscribed => Ending::No,
+            Type::Subscribed => {
+                known = Some(self.known(account.juid, &contact).await?);
+                Ending::No
+            }
             Type::Unsubscribed => {
-                self.seen.remove(&key);
+                // Nothing of the contact is stored past the end of the subscription.
+                self.store
+                    .set_contact_presence(account.juid, &contact, i64::MAX, &[])
+                    .await?;
                 Ending::Rejected
             }
             _ => return Ok(Vec::new()),
         };
+        let known = known.as_ref().map(|k| &k.presence);
         let dialogs = self
             .store
             .sip_subscriptions_with(account.juid, &contact, Direction::SipWatchesXmpp)
@@ -246,11 +327,11 @@ impl Watchers {
                     continue;
                 }
                 sub.local_cseq += 1;
-                out.push(self.notify(account, &sub, local_contact, ending));
+                out.push(self.notify(account, &sub, local_contact, ending, known));
                 continue;
             };
             sub.local_cseq = cseq;
-            out.push(self.notify(account, &sub, local_contact, ending));
+            out.push(self.notify(account, &sub, local_contact, ending, known));
         }
         Ok(out)
     }
@@ -276,7 +357,7 @@ impl Watchers {
                     continue;
                 };
                 sub.local_cseq += 1;
-                out.push(self.notify(account, &sub, local_contact, Ending::Timeout));
+                out.push(self.notify(account, &sub, local_contact, Ending::Timeout, None));
             }
             if swept < SWEEP {
                 return Ok(out);
@@ -284,19 +365,38 @@ impl Watchers {
         }
     }
 
-    /// A NOTIFY in `sub`'s dialog with the state and body RFC 6665 and RFC 8048 call for.
+    /// The final answer to a NOTIFY sent in dialog `id` (`resp` is `None` when no answer
+    /// came: Timer F, or the request could not be sent). RFC 6665 §4.2.2: the answers
+    /// [`ends_subscription`] lists remove the dialog, and so does the lack of one; the XMPP
+    /// subscription stays, as RFC 8048 keeps the two apart.
+    pub async fn handle_notify_result(
+        &mut self,
+        id: i64,
+        code: u16,
+        resp: Option<&Response>,
+    ) -> Result<(), PresenceError> {
+        let no_answer = resp.is_none() && !(200..300).contains(&code);
+        if (no_answer || ends_subscription(code)) && self.store.remove_sip_subscription(id).await? {
+            tracing::debug!(id, code, "NOTIFY failed: subscription removed");
+        }
+        Ok(())
+    }
+
+    /// A NOTIFY in `sub`'s dialog with the state and body RFC 6665 and RFC 8048 call for;
+    /// `presence` is the contact's, as stored. Its answer comes back to
+    /// [`Watchers::handle_notify_result`], unless the NOTIFY ends the dialog anyway.
     fn notify(
         &self,
         account: &Account,
         sub: &SipSubscription,
         local_contact: &str,
         ending: Ending,
+        presence: Option<&ContactPresence>,
     ) -> Output {
         let entity = BareJid::new(&sub.contact)
             .ok()
             .and_then(|jid| self.rules.contact_to_sip(&jid).ok())
             .map_or_else(|| format!("xmpp:{}", sub.contact), |uri| uri.to_string());
-        let seen = self.seen.get(&(sub.juid, sub.contact.clone()));
         let (state, body) = match (ending, sub.state) {
             (Ending::Timeout, _) => (
                 "terminated;reason=timeout".to_owned(),
@@ -305,15 +405,22 @@ impl Watchers {
             (Ending::Rejected, _) => ("terminated;reason=rejected".to_owned(), None),
             (Ending::No, SubscriptionState::Active) => (
                 format!("active;expires={}", remaining(sub)),
-                Some(seen.map_or_else(|| closed_document(&entity), |p| p.to_pidf(&entity))),
+                Some(presence.map_or_else(|| closed_document(&entity), |p| p.to_pidf(&entity))),
             ),
             (Ending::No, _) => (format!("pending;expires={}", remaining(sub)), None),
         };
+        let token = (ending == Ending::No && sub.id != 0).then_some(Token::Notify(sub.id));
         Output::Sip {
             request: notify_request(sub, &entity, &account.sip_id, local_contact, &state, body),
-            token: None,
+            token,
         }
     }
+}
+
+/// Whether a final response to a NOTIFY ends its subscription (RFC 6665 §4.2.2: 404, 405,
+/// 410, 416, 480-485, 489, 501 and 604; 481 among them).
+fn ends_subscription(code: u16) -> bool {
+    matches!(code, 404 | 405 | 410 | 416 | 480..=485 | 489 | 501 | 604)
 }
 
 /// Why a NOTIFY ends its dialog, if it does.
@@ -382,6 +489,144 @@ pub fn notify_request(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::address::JDomain;
+
+    const LOCAL: &str = "sip:127.0.0.1:5060";
+
+    fn rules() -> AddressRules {
+        AddressRules {
+            jdomain: JDomain::new("jabber.x.com", '*').unwrap(),
+            aliases: Vec::new(),
+            component_domain: "sip.x.com".into(),
+        }
+    }
+
+    fn request(text: &str) -> Request {
+        let sipjab_sip::Message::Request(req) =
+            sipjab_sip::parse_datagram(text.as_bytes()).unwrap()
+        else {
+            panic!("not a request")
+        };
+        req
+    }
+
+    fn subscribe(to_tag: Option<&str>, cseq: u32) -> Request {
+        let to_tag = to_tag.map_or_else(String::new, |t| format!(";tag={t}"));
+        request(&format!(
+            "SUBSCRIBE sip:romeo*montague.lit@jabber.x.com SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKs{cseq}\r\n\
+             From: <sip:alice@example.com>;tag=a1\r\n\
+             To: <sip:romeo*montague.lit@jabber.x.com>{to_tag}\r\n\
+             Call-ID: watch-1\r\nCSeq: {cseq} SUBSCRIBE\r\n\
+             Contact: <sip:alice@192.0.2.1:5070>\r\nEvent: presence\r\nExpires: 600\r\n\
+             Content-Length: 0\r\n\r\n"
+        ))
+    }
+
+    fn notifies(out: &[Output]) -> Vec<(&Request, Option<Token>)> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Sip { request, token } => Some((request, *token)),
+                Output::Stanza(_) | Output::Offline(_) => None,
+            })
+            .collect()
+    }
+
+    /// The contact's presence lives in the store: a second instance builds the refresh
+    /// NOTIFY from what the first stored. A 481 to a NOTIFY ends the dialog, not the XMPP
+    /// subscription (RFC 6665 §4.2.2, RFC 8048).
+    #[tokio::test]
+    async fn stored_presence_and_a_failed_notify() {
+        let (_dir, store, alice) = crate::presence::tests::store_with_alice().await;
+        let romeo = BareJid::new("romeo@montague.lit").unwrap();
+        let approved = RosterItem::new(alice.juid, "romeo@montague.lit", Subscription::To, 0);
+        store.set_roster_item(&approved).await.unwrap();
+        let mut a = Watchers::new(store.clone(), rules());
+        let mut b = Watchers::new(store.clone(), rules());
+        let t0 = 1_000_000;
+
+        // Nothing known yet: an active NOTIFY with a closed document, and a probe.
+        let (resp, out) = a
+            .handle_subscribe(t0, &subscribe(None, 1), &alice, &romeo, LOCAL)
+            .await
+            .unwrap();
+        assert_eq!(out.len(), 2, "NOTIFY and probe");
+        let [(first, Some(Token::Notify(id)))] = notifies(&out)[..] else {
+            panic!("one NOTIFY with a token")
+        };
+        assert!(String::from_utf8_lossy(&first.body).contains("closed"));
+        let our_tag = resp
+            .headers
+            .to()
+            .unwrap()
+            .unwrap()
+            .tag()
+            .unwrap()
+            .to_owned();
+
+        // The contact comes online; instance a sees it, and stores it.
+        let mut p = Presence::new(Type::None);
+        p.from = Some(Jid::new("romeo@montague.lit/balcony").unwrap());
+        p.to = Some(Jid::new("alice@sip.x.com").unwrap());
+        p.statuses
+            .insert(xmpp_parsers::message::Lang::new(), "Wherefore".into());
+        let out = a.handle_presence(t0 + 1, &p, &alice, LOCAL).await.unwrap();
+        let [(notify, _)] = notifies(&out)[..] else {
+            panic!("one NOTIFY")
+        };
+        assert!(String::from_utf8_lossy(&notify.body).contains("Wherefore"));
+        // The same presence again changes nothing.
+        assert!(
+            a.handle_presence(t0 + 2, &p, &alice, LOCAL)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // The refresh reaches instance b: the PIDF comes from the store, and no probe.
+        let (_, out) = b
+            .handle_subscribe(t0 + 3, &subscribe(Some(&our_tag), 2), &alice, &romeo, LOCAL)
+            .await
+            .unwrap();
+        let [(refresh, _)] = notifies(&out)[..] else {
+            panic!("one NOTIFY")
+        };
+        assert_eq!(out.len(), 1, "no probe: the presence is known");
+        let body = String::from_utf8_lossy(&refresh.body);
+        assert!(
+            body.contains("open") && body.contains("Wherefore"),
+            "{body}"
+        );
+
+        // A 2xx keeps the dialog; 481 removes it, and the XMPP subscription stays.
+        b.handle_notify_result(id, 200, None).await.unwrap();
+        assert_eq!(store.sip_subscriptions(alice.juid).await.unwrap().len(), 1);
+        let gone = Response::for_request(refresh, StatusCode::new(481).unwrap(), "Gone");
+        b.handle_notify_result(id, 481, Some(&gone)).await.unwrap();
+        assert!(
+            store
+                .sip_subscriptions(alice.juid)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let item = store
+            .roster_item(alice.juid, "romeo@montague.lit")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(item.subscription, Subscription::To);
+    }
+
+    #[test]
+    fn failures_that_end_a_subscription() {
+        for code in [404, 405, 410, 416, 480, 481, 485, 489, 501, 604] {
+            assert!(ends_subscription(code), "{code}");
+        }
+        for code in [200, 302, 400, 403, 486, 500, 503, 603] {
+            assert!(!ends_subscription(code), "{code}");
+        }
+    }
 
     #[test]
     fn notify_reverses_the_dialog() {

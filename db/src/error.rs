@@ -135,6 +135,16 @@ pub enum Error {
     /// A blocking SQLite task panicked or was cancelled.
     #[error("database task failed: {0}")]
     Join(#[from] tokio::task::JoinError),
+    /// The SQLite connection's thread is gone (a call panicked on it).
+    #[error("the SQLite connection's thread stopped")]
+    WorkerGone,
+    /// The write was done, but the transaction it shared with others
+    /// (SQLite group commit) failed to commit, so it was undone.
+    #[error("sqlite: the grouped commit failed: {reason}")]
+    RolledBack {
+        /// SQLite's error.
+        reason: String,
+    },
 }
 
 /// [`Error::BadRow`] for `table.column`: a stored value neither backend can read.

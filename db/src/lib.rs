@@ -17,11 +17,11 @@
 //! We add tables of our own, all named `sipjab_*`, and never add columns to
 //! SER's. `sipjab_schema(version INT)` holds one row with the version of our
 //! tables. [`Store::init`] creates what is missing (`CREATE TABLE IF NOT
-//! EXISTS`), raises the version (none or 1 to 2), and is idempotent;
+//! EXISTS`), raises the version (none, 1 or 2 to 3), and is idempotent;
 //! [`Store::open`] touches no schema. SQLite gets a translation of the same
 //! DDL (`INTEGER PRIMARY KEY AUTOINCREMENT` for `juid`).
 //!
-//! # The gateway's state (schema version 2)
+//! # The gateway's state (schema versions 2 and 3)
 //!
 //! Several gateways may serve one component domain behind one XMPP server,
 //! which spreads stanzas among them, so every piece of per-user state lives
@@ -34,6 +34,7 @@
 //! | `sipjab_sip_subscriptions` | [`SipSubscription`]: an RFC 6665 dialog, either way | `id`; unique `(call_id, local_tag, remote_tag)`; `(juid, contact, direction)`; `expires_at` |
 //! | `sipjab_publications` | [`Publication`]: RFC 3903 state | `etag`; `juid`; `expires_at` |
 //! | `sipjab_rooms` | [`Room`]: a MUC membership | `(juid, room)` |
+//! | `sipjab_contact_presence` (version 3) | [`ContactResource`]: a contact's last presence per resource, as sent to a SIP user | `(juid, contact, resource)` |
 //!
 //! Rows are keyed by `juid`, not `jab_id`: it is SER's primary key, which
 //! its network tables use too. It stays the same when an operator rewrites
@@ -144,8 +145,8 @@ pub use aor::{Scheme, SipAor};
 pub use error::Error;
 pub use model::{Account, Network, NetworkAccount};
 pub use state::{
-    Deadlines, Direction, Publication, Room, RoomState, RosterItem, Session, SessionSource, Show,
-    SipSubscription, Subscription, SubscriptionState,
+    ContactResource, Deadlines, Direction, Publication, RESOURCE_MAX, Room, RoomState, RosterItem,
+    Session, SessionSource, Show, SipSubscription, Subscription, SubscriptionState,
 };
 pub use store::Store;
 pub use url::DbUrl;

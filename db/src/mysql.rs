@@ -27,7 +27,7 @@ use crate::aor::SipAor;
 use crate::error::{Error, bad, required};
 use crate::model::{Account, Network, NetworkAccount};
 use crate::schema::{self, ACCOUNT_COLUMNS, SCHEMA_VERSION};
-use crate::state::{Due, Publication, STATE_TABLES, StateRow, Val, q, sql};
+use crate::state::{Due, Publication, RosterItem, STATE_TABLES, Session, StateRow, Val, q, sql};
 use crate::store::{Backend, matching};
 use crate::url::redact;
 
@@ -217,6 +217,30 @@ impl Backend for Mysql {
         retry(|| expire_once(&self.pool, &due, limit)).await
     }
 
+    async fn replace<R: StateRow>(
+        &self,
+        rows: Vec<R>,
+        delete: String,
+        args: Vec<Val>,
+    ) -> Result<(), Error> {
+        retry(|| async {
+            let mut tx = self.pool.start_transaction(TxOpts::default()).await?;
+            for chunk in rows.chunks(BULK_ROWS) {
+                let values: Vec<Val> = chunk.iter().flat_map(StateRow::write).collect();
+                tx.exec_drop(upsert_sql::<R>(chunk.len()), params(values))
+                    .await?;
+            }
+            tx.exec_drop(&delete, params(args.clone())).await?;
+            tx.commit().await?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn go_online(&self, s: Session) -> Result<(Session, Vec<RosterItem>), Error> {
+        retry(|| go_online_once(&self.pool, &s)).await
+    }
+
     async fn touch_session(&self, juid: i64, now: i64) -> Result<bool, Error> {
         let changed = self
             .execute(
@@ -337,6 +361,37 @@ async fn upsert_once<R: StateRow>(pool: &Pool, row: &R) -> Result<R, Error> {
         R::TABLE,
         "?",
         "row removed after every upsert".to_owned(),
+    ))
+}
+
+/// One attempt of [`Backend::go_online`]: the upsert, then the session and
+/// its subscribers read back on the same connection (not one transaction,
+/// as for [`upsert_once`]).
+async fn go_online_once(pool: &Pool, s: &Session) -> Result<(Session, Vec<RosterItem>), Error> {
+    let mut conn = pool.get_conn().await?;
+    let upsert = format!(
+        "{} ON DUPLICATE KEY UPDATE {}",
+        sql::insert::<Session>(1),
+        sql::upsert_set_of::<Session>(q::ONLINE_SET, "GREATEST", |c| format!("VALUES({c})"))
+    );
+    conn.exec_drop(upsert, params(s.write())).await?;
+    let got: Option<Row> = conn.exec_first(sql::get::<Session>(), (s.juid,)).await?;
+    let Some(got) = got else {
+        return Err(bad(
+            Session::TABLE,
+            "?",
+            "session removed right after it was written".to_owned(),
+        ));
+    };
+    let subscribers: Vec<Row> = conn
+        .exec(sql::select::<RosterItem>(q::SUBSCRIBERS), (s.juid,))
+        .await?;
+    Ok((
+        state_row(got)?,
+        subscribers
+            .into_iter()
+            .map(state_row)
+            .collect::<Result<_, _>>()?,
     ))
 }
 

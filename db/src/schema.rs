@@ -1,5 +1,5 @@
 //! DDL for both dialects: SER's `sip_jab` tables, our `sipjab_schema`, and
-//! (version 2) the gateway's per-user state tables `sipjab_*`.
+//! (versions 2 and 3) the gateway's per-user state tables `sipjab_*`.
 //!
 //! The MySQL statements are the SER jabber module's database script (see
 //! `fixtures/db/ser_sip_jab.sql`) with `IF NOT EXISTS` added, so `init` on a
@@ -10,11 +10,12 @@
 /// The version of the gateway's own tables this build writes and understands.
 ///
 /// 1: `sipjab_schema` only. 2: the state tables (sessions, roster, SIP
-/// subscriptions, publications, rooms).
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+/// subscriptions, publications, rooms). 3: `sipjab_contact_presence`.
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
-/// The first version with the state tables.
-pub(crate) const STATE_VERSION: i64 = 2;
+/// The version whose state tables this build uses: an older store answers
+/// the state methods with "run `sipjab db init`", which upgrades it.
+pub(crate) const STATE_VERSION: i64 = 3;
 
 /// MySQL/MariaDB: SER's tables, column for column and key for key.
 ///
@@ -142,6 +143,18 @@ pub(crate) const MYSQL_DDL: &[&str] = &[
         version BIGINT NOT NULL,
         PRIMARY KEY(juid, room)
     ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
+    // Version 3.
+    "CREATE TABLE IF NOT EXISTS sipjab_contact_presence(
+        juid INT NOT NULL,
+        contact VARCHAR(512) NOT NULL,
+        resource VARCHAR(191) NOT NULL,
+        available TINYINT NOT NULL,
+        stanza TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        version BIGINT NOT NULL,
+        PRIMARY KEY(juid, contact, resource)
+    ) ENGINE=InnoDB DEFAULT CHARSET=utf8mb4 COLLATE=utf8mb4_bin",
 ];
 
 /// SQLite: the same tables.
@@ -260,6 +273,17 @@ pub(crate) const SQLITE_DDL: &str = "
         updated_at INTEGER NOT NULL,
         version INTEGER NOT NULL,
         PRIMARY KEY(juid, room)
+    );
+    CREATE TABLE IF NOT EXISTS sipjab_contact_presence(
+        juid INTEGER NOT NULL,
+        contact TEXT NOT NULL,
+        resource TEXT NOT NULL,
+        available INTEGER NOT NULL,
+        stanza TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        version INTEGER NOT NULL,
+        PRIMARY KEY(juid, contact, resource)
     );
 ";
 

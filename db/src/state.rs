@@ -1,6 +1,7 @@
-//! The gateway's own per-user state (schema version 2): presence sessions,
-//! roster subscriptions (RFC 6121), SIP subscription dialogs (RFC 6665),
-//! PUBLISH state (RFC 3903) and room memberships (XEP-0045).
+//! The gateway's own per-user state (schema versions 2 and 3): presence
+//! sessions, roster subscriptions (RFC 6121), SIP subscription dialogs
+//! (RFC 6665), PUBLISH state (RFC 3903), room memberships (XEP-0045) and
+//! (version 3) the contacts' last presence per resource.
 //!
 //! Each row type knows its table through [`StateRow`], so both backends run
 //! the same generic statements (get, upsert, compare-and-set update, delete,
@@ -178,6 +179,10 @@ pub(crate) const JID_MAX: usize = 512;
 pub(crate) const TOKEN_MAX: usize = 128;
 /// Length of the Call-ID column.
 pub(crate) const CALL_ID_MAX: usize = 255;
+/// Length of a stored resourcepart. RFC 7622 §3.4 allows 1023 bytes; the
+/// key (juid, contact, resource) must stay under InnoDB's 3072 bytes in
+/// utf8mb4, so callers shorten longer ones.
+pub const RESOURCE_MAX: usize = 191;
 /// Length of a MUC nick (XEP-0045 allows up to 1023 bytes).
 pub(crate) const NICK_MAX: usize = 1023;
 /// Length of a room password.
@@ -893,6 +898,124 @@ impl StateRow for Room {
     }
 }
 
+/// `sipjab_contact_presence`: the last presence one resource of a Jabber
+/// contact sent to a SIP user, for the PIDF of the NOTIFYs to the user's
+/// watching dialogs (RFC 8048 §6.2). A contact's rows are written together
+/// ([`crate::Store::set_contact_presence`]): its available resources, and
+/// the last one to leave (for the note of the closed document).
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ContactResource {
+    /// The account (`jusers.juid`) the presence was sent to.
+    pub juid: i64,
+    /// The contact's bare JID, normalised by the caller.
+    pub contact: String,
+    /// The resourcepart; empty for presence from the bare JID.
+    pub resource: String,
+    /// Whether the resource is available (`false`: the last to leave).
+    pub available: bool,
+    /// The `<presence/>` as XML: show, statuses and priority.
+    pub stanza: String,
+    /// Order of the contact's rows, oldest update first.
+    pub seq: i64,
+    /// Unix seconds of the last write.
+    pub updated_at: i64,
+    /// The compare-and-set token (see `version` of [`Session`]).
+    pub version: i64,
+}
+
+impl ContactResource {
+    /// A resource's presence, `seq`-th of its contact.
+    pub fn new(
+        juid: i64,
+        contact: &str,
+        resource: &str,
+        available: bool,
+        stanza: &str,
+        seq: i64,
+        now: i64,
+    ) -> Self {
+        Self {
+            juid,
+            contact: contact.to_owned(),
+            resource: resource.to_owned(),
+            available,
+            stanza: stanza.to_owned(),
+            seq,
+            updated_at: now,
+            version: 0,
+        }
+    }
+}
+
+impl StateRow for ContactResource {
+    const TABLE: &'static str = "sipjab_contact_presence";
+    const SELECT: &'static [&'static str] = &[
+        "juid",
+        "contact",
+        "resource",
+        "available",
+        "stanza",
+        "seq",
+        "updated_at",
+        "version",
+    ];
+    const WRITE: &'static [&'static str] = &[
+        "juid",
+        "contact",
+        "resource",
+        "available",
+        "stanza",
+        "seq",
+        "updated_at",
+    ];
+    const KEY: &'static [&'static str] = &["juid", "contact", "resource"];
+    const CONFLICT: &'static [&'static str] = &["juid", "contact", "resource"];
+
+    fn write(&self) -> Vec<Val> {
+        vec![
+            self.juid.into(),
+            self.contact.as_str().into(),
+            self.resource.as_str().into(),
+            self.available.into(),
+            self.stanza.as_str().into(),
+            self.seq.into(),
+            self.updated_at.into(),
+        ]
+    }
+
+    fn key(&self) -> Vec<Val> {
+        vec![
+            self.juid.into(),
+            self.contact.as_str().into(),
+            self.resource.as_str().into(),
+        ]
+    }
+
+    fn read(r: &mut Reader) -> Result<Self, Error> {
+        Ok(Self {
+            juid: r.int()?,
+            contact: r.text()?,
+            resource: r.text()?,
+            available: r.bool()?,
+            stanza: r.text()?,
+            seq: r.int()?,
+            updated_at: r.int()?,
+            version: r.int()?,
+        })
+    }
+
+    fn version(&self) -> i64 {
+        self.version
+    }
+
+    fn check(&self) -> Result<(), Error> {
+        check_key("contact", &self.contact, JID_MAX)?;
+        check_len("resource", &self.resource, RESOURCE_MAX)?;
+        check_len("stanza", &self.stanza, TEXT_MAX)
+    }
+}
+
 /// One condition of an expiry sweep: rows whose `column op bound`, oldest
 /// first.
 #[derive(Clone, Copy, Debug)]
@@ -940,12 +1063,13 @@ impl Deadlines {
 }
 
 /// The state tables, in the order `remove_account` clears them.
-pub(crate) const STATE_TABLES: [&str; 5] = [
+pub(crate) const STATE_TABLES: [&str; 6] = [
     Session::TABLE,
     RosterItem::TABLE,
     SipSubscription::TABLE,
     Publication::TABLE,
     Room::TABLE,
+    ContactResource::TABLE,
 ];
 
 /// The `WHERE` tails of the hot queries, named so that the query-plan tests
@@ -962,6 +1086,14 @@ pub(crate) mod q {
         "WHERE juid = ? AND contact = ? AND direction = ? ORDER BY id";
     /// Dialogs due for a refresh.
     pub(crate) const EXPIRING: &str = "WHERE expires_at <= ? ORDER BY expires_at, id LIMIT ?";
+    /// A contact's presence rows for one account, oldest first: a range of
+    /// the primary key (juid, contact, resource).
+    pub(crate) const CONTACT_PRESENCE: &str = "WHERE juid = ? AND contact = ? ORDER BY seq";
+    /// A contact's presence rows older than a `seq`: those a new state replaces.
+    pub(crate) const CONTACT_PRESENCE_BEFORE: &str = "WHERE juid = ? AND contact = ? AND seq < ?";
+    /// What a new REGISTER changes of a session that is already there: the
+    /// published show, status and priority stay.
+    pub(crate) const ONLINE_SET: &[&str] = &["source", "last_activity", "expires_at", "updated_at"];
     /// The RFC 3903 refresh: new entity tag, expiry and body, if the old
     /// entity tag is still there, the publisher's, and unexpired.
     pub(crate) const REFRESH_PUBLICATION: &str = "UPDATE sipjab_publications
@@ -1034,9 +1166,23 @@ pub(crate) mod sql {
     /// the conflict ones from `new(c)`, monotone ones through `greatest`, and
     /// `version` raised.
     pub(crate) fn upsert_set<R: StateRow>(greatest: &str, new: impl Fn(&str) -> String) -> String {
-        let mut set: Vec<String> = R::WRITE
+        let columns: Vec<&str> = R::WRITE
             .iter()
+            .copied()
             .filter(|c| !R::CONFLICT.contains(c))
+            .collect();
+        upsert_set_of::<R>(&columns, greatest, new)
+    }
+
+    /// [`upsert_set`] of `columns` only: an upsert that leaves the others of
+    /// an existing row as they are.
+    pub(crate) fn upsert_set_of<R: StateRow>(
+        columns: &[&str],
+        greatest: &str,
+        new: impl Fn(&str) -> String,
+    ) -> String {
+        let mut set: Vec<String> = columns
+            .iter()
             .map(|c| {
                 if R::MONOTONE.contains(c) {
                     format!("{c} = {greatest}({}.{c}, {})", R::TABLE, new(c))

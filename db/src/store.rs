@@ -11,8 +11,8 @@ use crate::mysql::Mysql;
 use crate::schema::STATE_VERSION;
 use crate::sqlite::Sqlite;
 use crate::state::{
-    Deadlines, Direction, Due, Publication, Room, RosterItem, Session, SipSubscription, StateRow,
-    TOKEN_MAX, Val, q, sql,
+    ContactResource, Deadlines, Direction, Due, Publication, Room, RosterItem, Session,
+    SipSubscription, StateRow, TOKEN_MAX, Val, q, sql,
 };
 use crate::url::DbUrl;
 
@@ -55,6 +55,17 @@ pub(crate) trait Backend {
     async fn expire<R: StateRow>(&self, due: Vec<Due>, limit: usize) -> Result<Vec<R>, Error>;
     /// Moves a session's `last_activity` forward; whether it exists.
     async fn touch_session(&self, juid: i64, now: i64) -> Result<bool, Error>;
+    /// Upserts every row of `rows`, then runs `delete` (which must spare
+    /// them), in one transaction.
+    async fn replace<R: StateRow>(
+        &self,
+        rows: Vec<R>,
+        delete: String,
+        args: Vec<Val>,
+    ) -> Result<(), Error>;
+    /// Upserts `s` keeping the presence fields of a stored session
+    /// ([`q::ONLINE_SET`]); the stored session and its subscribers.
+    async fn go_online(&self, s: Session) -> Result<(Session, Vec<RosterItem>), Error>;
     /// Raises a dialog's `local_cseq` by one; the new value.
     async fn next_local_cseq(&self, id: i64) -> Result<Option<i64>, Error>;
     /// Replaces the unexpired publication `old_etag` of `new.juid` by `new`.
@@ -346,6 +357,18 @@ impl Store {
         self.cas(s).await
     }
 
+    /// What a REGISTER does, in one call: puts account `s.juid` online as
+    /// [`Store::set_session`] does, except that a session already there
+    /// keeps its show, status and priority (a registration refresh does not
+    /// undo a PUBLISH), and returns the stored session with the account's
+    /// [`Store::subscribers`], who get its presence. One write and one read
+    /// on one connection, instead of four calls.
+    pub async fn go_online(&self, s: &Session) -> Result<(Session, Vec<RosterItem>), Error> {
+        s.check()?;
+        self.need_state().await?;
+        dispatch!(self.go_online(s.clone()))
+    }
+
     /// Takes account `juid` offline; whether it was online.
     pub async fn remove_session(&self, juid: i64) -> Result<bool, Error> {
         self.delete::<Session>(vec![juid.into()]).await
@@ -433,6 +456,50 @@ impl Store {
     pub async fn roster(&self, juid: i64) -> Result<Vec<RosterItem>, Error> {
         self.select("WHERE juid = ? ORDER BY contact", vec![juid.into()])
             .await
+    }
+
+    // -- sipjab_contact_presence ----------------------------------------
+
+    /// What `contact` last sent account `juid`, per resource, oldest first.
+    pub async fn contact_presence(
+        &self,
+        juid: i64,
+        contact: &str,
+    ) -> Result<Vec<ContactResource>, Error> {
+        self.select(q::CONTACT_PRESENCE, vec![juid.into(), contact.into()])
+            .await
+    }
+
+    /// Replaces what account `juid` knows of `contact`'s presence by `rows`,
+    /// oldest first, in one transaction. The store numbers them from
+    /// `first_seq`, which must be above every `seq` stored for the contact
+    /// (one more than the last [`Store::contact_presence`] read): stored
+    /// rows below it are the ones removed. Last writer wins, since a
+    /// presence stanza is the contact's authoritative state.
+    pub async fn set_contact_presence(
+        &self,
+        juid: i64,
+        contact: &str,
+        first_seq: i64,
+        rows: &[ContactResource],
+    ) -> Result<(), Error> {
+        let mut numbered = Vec::with_capacity(rows.len());
+        for (i, r) in rows.iter().enumerate() {
+            let mut r = r.clone();
+            r.juid = juid;
+            contact.clone_into(&mut r.contact);
+            r.seq = first_seq.saturating_add(i64::try_from(i).unwrap_or(i64::MAX));
+            r.check()?;
+            numbered.push(r);
+        }
+        self.need_state().await?;
+        let delete = format!(
+            "DELETE FROM {} {}",
+            ContactResource::TABLE,
+            q::CONTACT_PRESENCE_BEFORE
+        );
+        let args = vec![juid.into(), contact.into(), first_seq.into()];
+        dispatch!(self.replace(numbered, delete, args))
     }
 
     // -- sipjab_sip_subscriptions ----------------------------------------
@@ -694,6 +761,8 @@ mod tests {
             assert_send(&s.update_session(&Session::new(1, crate::SessionSource::Register, 0)));
             assert_send(&s.expire_sessions(0, None, 1));
             assert_send(&s.subscribers(1));
+            assert_send(&s.go_online(&Session::new(1, crate::SessionSource::Register, 0)));
+            assert_send(&s.set_contact_presence(1, "c", 1, &[]));
             assert_send(&s.set_roster_items(&[]));
             assert_send(&s.next_local_cseq(1));
             assert_send(&s.expire_sip_subscriptions(0, 1));

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use mysql_async::prelude::Queryable;
 use sipjab_db::{
-    DbUrl, Deadlines, Direction, Error, Network, NetworkAccount, Publication, Room, RoomState,
-    RosterItem, Session, SessionSource, Show, SipAor, SipSubscription, Store, Subscription,
-    SubscriptionState,
+    ContactResource, DbUrl, Deadlines, Direction, Error, Network, NetworkAccount, Publication,
+    Room, RoomState, RosterItem, Session, SessionSource, Show, SipAor, SipSubscription, Store,
+    Subscription, SubscriptionState,
 };
 
 /// SER's script, as an operator ran it on MySQL.
@@ -282,7 +282,11 @@ suite!(
     bad_rows_are_errors,
     input_checked_against_ser_columns,
     v1_database_upgrades,
+    v2_database_upgrades,
     sessions,
+    go_online_keeps_published_state,
+    concurrent_go_online,
+    contact_presence,
     roster_and_fan_out,
     sip_subscriptions,
     publications,
@@ -316,14 +320,14 @@ async fn open_needs_init(env: &Env) {
 
 async fn init_is_idempotent(env: &Env) {
     let store = Store::init(&env.url).await.expect("first init");
-    assert_eq!(store.schema_version().await.expect("version"), Some(2));
+    assert_eq!(store.schema_version().await.expect("version"), Some(3));
     store
         .add_account(&aor("sip:alice@example.com"), "alice", Some("pw"))
         .await
         .expect("add");
     let before = env.raw.ser_ddl().await;
     let again = Store::init(&env.url).await.expect("second init");
-    assert_eq!(again.schema_version().await.expect("version"), Some(2));
+    assert_eq!(again.schema_version().await.expect("version"), Some(3));
     assert_eq!(
         env.raw.count("SELECT COUNT(*) FROM sipjab_schema").await,
         1,
@@ -649,7 +653,7 @@ async fn ser_created_database(env: &Env) {
             err,
             Err(Error::SchemaTooOld {
                 found: None,
-                needed: 2
+                needed: 3
             })
         ),
         "{err:?}"
@@ -694,7 +698,7 @@ async fn ser_created_database(env: &Env) {
 
     // init on SER's database only adds our own table (and, on SQLite, indexes).
     let store = Store::init(&env.url).await.expect("init on SER db");
-    assert_eq!(store.schema_version().await.expect("version"), Some(2));
+    assert_eq!(store.schema_version().await.expect("version"), Some(3));
     assert_eq!(env.raw.ser_ddl().await, ddl, "init altered SER's tables");
     assert_eq!(store.accounts().await.expect("list").len(), 3);
     let s = store
@@ -877,7 +881,7 @@ async fn v1_database_upgrades(env: &Env) {
             err,
             Error::SchemaTooOld {
                 found: Some(1),
-                needed: 2
+                needed: 3
             }
         ),
         "{err:?}"
@@ -890,7 +894,7 @@ async fn v1_database_upgrades(env: &Env) {
     );
 
     let store = Store::init(&env.url).await.expect("init from v1");
-    assert_eq!(store.schema_version().await.expect("version"), Some(2));
+    assert_eq!(store.schema_version().await.expect("version"), Some(3));
     assert_eq!(env.raw.count("SELECT COUNT(*) FROM sipjab_schema").await, 1);
     assert_eq!(env.raw.ser_ddl().await, ddl, "init altered SER's tables");
     assert_eq!(store.accounts().await.expect("list").len(), 1);
@@ -902,9 +906,203 @@ async fn v1_database_upgrades(env: &Env) {
 
     // Idempotent: rows and version stay.
     Store::init(&env.url).await.expect("init again");
-    assert_eq!(store.schema_version().await.expect("version"), Some(2));
+    assert_eq!(store.schema_version().await.expect("version"), Some(3));
     assert_eq!(env.raw.count("SELECT COUNT(*) FROM sipjab_schema").await, 1);
     assert_eq!(store.online_sessions().await.expect("sessions").len(), 1);
+}
+
+async fn v2_database_upgrades(env: &Env) {
+    // What a gateway of schema version 2 left: no contact presence table.
+    let store = with_accounts(env).await;
+    store
+        .set_session(&Session::new(1, SessionSource::Register, T0))
+        .await
+        .expect("session");
+    env.raw
+        .exec(
+            "DROP TABLE sipjab_contact_presence;
+             UPDATE sipjab_schema SET version = 2;",
+        )
+        .await;
+    let old = Store::open(&env.url).await.expect("open v2");
+    assert_eq!(old.schema_version().await.expect("version"), Some(2));
+    assert!(!old.has_state_tables().await.expect("state tables?"));
+    let err = old
+        .contact_presence(1, "c@x.org")
+        .await
+        .expect_err("too old");
+    assert!(
+        matches!(
+            err,
+            Error::SchemaTooOld {
+                found: Some(2),
+                needed: 3
+            }
+        ),
+        "{err:?}"
+    );
+    let store = Store::init(&env.url).await.expect("init from v2");
+    assert_eq!(store.schema_version().await.expect("version"), Some(3));
+    assert_eq!(env.raw.count("SELECT COUNT(*) FROM sipjab_schema").await, 1);
+    assert_eq!(store.online_sessions().await.expect("kept").len(), 1);
+    assert!(old.has_state_tables().await.expect("state tables?"));
+    assert!(
+        old.contact_presence(1, "c@x.org")
+            .await
+            .expect("new table")
+            .is_empty()
+    );
+}
+
+async fn go_online_keeps_published_state(env: &Env) {
+    let store = with_accounts(env).await;
+    for (juid, contact, sub) in [
+        (1, "b@x.org", Subscription::Both),
+        (1, "a@x.org", Subscription::From),
+        (1, "c@x.org", Subscription::To),
+        (2, "d@x.org", Subscription::From),
+    ] {
+        store
+            .set_roster_item(&RosterItem::new(juid, contact, sub, T0))
+            .await
+            .expect("roster");
+    }
+    let mut s = Session::new(1, SessionSource::Register, T0);
+    s.expires_at = Some(T0 + 3600);
+    let (first, subscribers) = store.go_online(&s).await.expect("online");
+    assert_eq!((first.version, first.expires_at), (1, Some(T0 + 3600)));
+    let contacts: Vec<&str> = subscribers.iter().map(|r| r.contact.as_str()).collect();
+    assert_eq!(contacts, ["a@x.org", "b@x.org"]);
+
+    // A PUBLISH set a status; a REGISTER refresh keeps it, and moves the rest.
+    let mut published = first.clone();
+    published.show = Some(Show::Dnd);
+    published.status = Some("busy".to_owned());
+    published.priority = 3;
+    published.source = SessionSource::Publish;
+    store.set_session(&published).await.expect("publish");
+    let mut again = Session::new(1, SessionSource::Register, T0 + 10);
+    again.expires_at = Some(T0 + 7200);
+    let (second, _) = store.go_online(&again).await.expect("refresh");
+    assert_eq!(second.show, Some(Show::Dnd));
+    assert_eq!(second.status.as_deref(), Some("busy"));
+    assert_eq!(second.priority, 3);
+    assert_eq!(second.source, SessionSource::Register);
+    assert_eq!(second.expires_at, Some(T0 + 7200));
+    assert_eq!(second.last_activity, T0 + 10);
+    assert_eq!(second.version, 3);
+    // last_activity never moves back.
+    let (third, _) = store
+        .go_online(&Session::new(1, SessionSource::Command, T0))
+        .await
+        .expect("late");
+    assert_eq!(third.last_activity, T0 + 10);
+}
+
+async fn concurrent_go_online(env: &Env) {
+    // Many REGISTERs at once: on SQLite they share commits; each gets its own answer.
+    let store = with_accounts(env).await;
+    store
+        .set_roster_item(&RosterItem::new(7, "w@x.org", Subscription::From, T0))
+        .await
+        .expect("roster");
+    let mut tasks = tokio::task::JoinSet::new();
+    for juid in 1..=200 {
+        let store = store.clone();
+        tasks.spawn(async move {
+            let (s, subs) = store
+                .go_online(&Session::new(juid, SessionSource::Register, T0 + juid))
+                .await
+                .expect("online");
+            assert_eq!((s.juid, s.last_activity, s.version), (juid, T0 + juid, 1));
+            assert_eq!(subs.len(), usize::from(juid == 7), "juid {juid}");
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.expect("task");
+    }
+    assert_eq!(store.online_sessions().await.expect("sessions").len(), 200);
+}
+
+async fn contact_presence(env: &Env) {
+    let store = with_accounts(env).await;
+    let row = |resource: &str, available: bool| {
+        ContactResource::new(1, "c@x.org", resource, available, "<presence/>", 0, T0)
+    };
+    assert!(
+        store
+            .contact_presence(1, "c@x.org")
+            .await
+            .expect("none")
+            .is_empty()
+    );
+    store
+        .set_contact_presence(1, "c@x.org", 1, &[row("phone", true), row("pc", true)])
+        .await
+        .expect("set");
+    let got = store.contact_presence(1, "c@x.org").await.expect("get");
+    let names: Vec<(&str, i64, bool)> = got
+        .iter()
+        .map(|r| (r.resource.as_str(), r.seq, r.available))
+        .collect();
+    assert_eq!(names, [("phone", 1, true), ("pc", 2, true)]);
+    assert_eq!(got[0].stanza, "<presence/>");
+
+    // The next state replaces the whole contact: pc left, phone updated.
+    store
+        .set_contact_presence(1, "c@x.org", 3, &[row("phone", true), row("pc", false)])
+        .await
+        .expect("replace");
+    let got = store.contact_presence(1, "c@x.org").await.expect("get");
+    let names: Vec<(&str, i64, bool, i64)> = got
+        .iter()
+        .map(|r| (r.resource.as_str(), r.seq, r.available, r.version))
+        .collect();
+    assert_eq!(names, [("phone", 3, true, 2), ("pc", 4, false, 2)]);
+    // Other users and contacts are apart.
+    store
+        .set_contact_presence(2, "c@x.org", 1, &[row("tablet", true)])
+        .await
+        .expect("other user");
+    store
+        .set_contact_presence(1, "d@x.org", 1, &[row("", true)])
+        .await
+        .expect("other contact");
+    store
+        .set_contact_presence(1, "c@x.org", i64::MAX, &[])
+        .await
+        .expect("clear");
+    assert!(
+        store
+            .contact_presence(1, "c@x.org")
+            .await
+            .expect("gone")
+            .is_empty()
+    );
+    let other = store.contact_presence(2, "c@x.org").await.expect("kept");
+    assert_eq!((other[0].juid, other[0].resource.as_str()), (2, "tablet"));
+    assert_eq!(
+        store
+            .contact_presence(1, "d@x.org")
+            .await
+            .expect("kept")
+            .len(),
+        1
+    );
+    // Checked before writing: the longest resource fits, a longer one does not.
+    let long = "ü".repeat(sipjab_db::RESOURCE_MAX);
+    store
+        .set_contact_presence(1, "e@x.org", 1, &[row(&long, true)])
+        .await
+        .expect("longest resource");
+    assert_eq!(
+        store.contact_presence(1, "e@x.org").await.expect("get")[0].resource,
+        long
+    );
+    let err = store
+        .set_contact_presence(1, "e@x.org", 2, &[row(&format!("{long}x"), true)])
+        .await;
+    assert!(matches!(err, Err(Error::TooLong { .. })), "{err:?}");
 }
 
 async fn sessions(env: &Env) {
@@ -1715,6 +1913,11 @@ async fn remove_account_removes_state(env: &Env) {
             .set_room(&Room::new(juid, "r@muc.x.org", "n", T0))
             .await
             .expect("room");
+        let r = ContactResource::new(juid, "c@x.org", "phone", true, "<presence/>", 0, T0);
+        store
+            .set_contact_presence(juid, "c@x.org", 1, &[r])
+            .await
+            .expect("contact presence");
     }
     assert!(
         store
@@ -1728,6 +1931,7 @@ async fn remove_account_removes_state(env: &Env) {
         "sipjab_sip_subscriptions",
         "sipjab_publications",
         "sipjab_rooms",
+        "sipjab_contact_presence",
     ] {
         assert_eq!(
             env.raw
