@@ -329,7 +329,7 @@ impl Driver {
         while let Some(out) = self.gateway.poll_output() {
             self.carry_out_one(out).await;
         }
-        match self.table.send_response(&id, &resp, now) {
+        match self.table.send_response(&id, &req, &resp, now) {
             Ok((target, bytes)) => self.send_bytes(&bytes, target).await,
             Err(e) => warn!(error = %e, "cannot answer a request"),
         }

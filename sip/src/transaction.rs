@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::Error;
-use crate::message::{Method, Request, Response};
+use crate::message::{Method, Request, Response, StatusCode};
 use crate::route::{Target, response_target};
 
 /// The RFC 3261 branch prefix (section 8.1.1.7).
@@ -114,15 +114,29 @@ pub type WireBytes = Arc<[u8]>;
 
 /// A non-INVITE server transaction (RFC 3261 17.2.2).
 ///
-/// The last response is kept serialized, with where it went: over UDP a transaction lives
-/// 64*T1 after its final response and there can be 100,000 of them, so the parsed
-/// [`Response`] (a heap allocation per header) would cost several times the wire form.
+/// Over UDP a transaction lives 64*T1 after its final response and there can be 100,000
+/// of them, so the last response is kept as little as resending it needs (see [`Sent`]).
 #[derive(Debug, Clone)]
 pub struct ServerTransaction {
     source: Target,
     state: State,
-    last_response: Option<(Target, WireBytes)>,
+    last_response: Option<Sent>,
     timer_j: Option<Instant>,
+}
+
+/// The last response of a server transaction, kept for retransmissions of the request.
+#[derive(Debug, Clone)]
+enum Sent {
+    /// Exactly [`Response::for_request`] of the request (most answers, 202 and 200
+    /// included): rebuilt from the retransmission, whose copied headers (Via, From, To,
+    /// Call-ID, CSeq) are the original's, so the bytes are the same. A dozen bytes
+    /// instead of the ~700 of the wire form.
+    Plain {
+        status: StatusCode,
+        reason: Box<str>,
+    },
+    /// Anything else (extra headers, a body, a To-tag of the TU's): as sent.
+    Wire(Target, WireBytes),
 }
 
 impl ServerTransaction {
@@ -141,31 +155,47 @@ impl ServerTransaction {
         self.state
     }
 
-    /// A retransmission of the request arrived: the last response to send again, if any,
-    /// with its target.
-    pub fn handle_retransmission(&self) -> Option<(Target, WireBytes)> {
+    /// A retransmission `req` of the request arrived: the last response to send again, if
+    /// any, with its target.
+    pub fn handle_retransmission(&self, req: &Request) -> Option<(Target, WireBytes)> {
         match self.state {
-            State::Proceeding | State::Completed => self.last_response.clone(),
+            State::Proceeding | State::Completed => match self.last_response.as_ref()? {
+                Sent::Plain { status, reason } => {
+                    let resp = Response::for_request(req, *status, reason);
+                    Some((
+                        response_target(&resp, self.source),
+                        WireBytes::from(resp.to_bytes()),
+                    ))
+                }
+                Sent::Wire(target, bytes) => Some((*target, bytes.clone())),
+            },
             State::Trying | State::Terminated => None,
         }
     }
 
-    /// The TU sends a response; a final one starts Timer J (64*T1 over UDP, 0 over TCP).
-    /// Returns where it goes ([`response_target`]) and its wire form, which the driver
-    /// sends as is: the response is serialized once, and retransmissions are the same bytes.
+    /// The TU sends `resp` to `req`; a final one starts Timer J (64*T1 over UDP, 0 over
+    /// TCP). Returns where it goes ([`response_target`]) and its wire form, which the
+    /// driver sends as is.
     pub fn send_response(
         &mut self,
+        req: &Request,
         resp: &Response,
         now: Instant,
     ) -> Result<(Target, WireBytes), Error> {
         if matches!(self.state, State::Completed | State::Terminated) {
             return Err(Error::Transaction("final response already sent".into()));
         }
-        let sent = (
-            response_target(resp, self.source),
-            WireBytes::from(resp.to_bytes()),
-        );
-        self.last_response = Some(sent.clone());
+        let target = response_target(resp, self.source);
+        let bytes = WireBytes::from(resp.to_bytes());
+        self.last_response = Some(if resp.is_plain_answer_to(req) {
+            Sent::Plain {
+                status: resp.status,
+                reason: resp.reason.as_str().into(),
+            }
+        } else {
+            Sent::Wire(target, bytes.clone())
+        });
+        let sent = (target, bytes);
         if resp.status.is_provisional() {
             self.state = State::Proceeding;
         } else if self.source.transport.is_reliable() {
@@ -393,7 +423,7 @@ impl TransactionTable {
         let id = TransactionId::for_request(req)?;
         if let Some(t) = self.servers.get(&id) {
             return Ok(RequestDisposition::Retransmission(
-                t.handle_retransmission(),
+                t.handle_retransmission(req),
             ));
         }
         // Trying has no timer, so nothing to schedule yet.
@@ -402,13 +432,14 @@ impl TransactionTable {
         Ok(RequestDisposition::New(id))
     }
 
-    /// The TU answers a server transaction; returns where the response goes (RFC 3261
+    /// The TU answers `req`'s server transaction; returns where the response goes (RFC 3261
     /// 18.2.2 and RFC 3581 through [`response_target`]: the same connection over TCP,
     /// `received`/`rport` or the sent-by port over UDP) and the bytes to send there, the
     /// same ones any retransmission of the request gets.
     pub fn send_response(
         &mut self,
         id: &TransactionId,
+        req: &Request,
         resp: &Response,
         now: Instant,
     ) -> Result<(Target, WireBytes), Error> {
@@ -416,7 +447,7 @@ impl TransactionTable {
             .servers
             .get_mut(id)
             .ok_or_else(|| Error::Transaction("no such server transaction".into()))?;
-        let sent = t.send_response(resp, now)?;
+        let sent = t.send_response(req, resp, now)?;
         if t.state() == State::Terminated {
             self.servers.remove(id);
         } else {
@@ -644,7 +675,7 @@ mod tests {
             RequestDisposition::Retransmission(None)
         );
         let ok = Response::for_request(&r, StatusCode::OK, "OK");
-        let (to, sent) = table.send_response(&id, &ok, t0).unwrap();
+        let (to, sent) = table.send_response(&id, &r, &ok, t0).unwrap();
         assert_eq!(to, src);
         assert_eq!(&*sent, &ok.to_bytes()[..]);
         // Every retransmission gets the very bytes first sent.
@@ -657,7 +688,7 @@ mod tests {
             assert_eq!(again, src);
             assert_eq!(bytes, sent);
         }
-        assert!(table.send_response(&id, &ok, t0).is_err());
+        assert!(table.send_response(&id, &r, &ok, t0).is_err());
         // Same branch, other method: another transaction.
         let other = req("z9hG4bKabc", "OPTIONS");
         assert!(matches!(
@@ -690,7 +721,7 @@ mod tests {
             panic!()
         };
         let ok = Response::for_request(&r, StatusCode::OK, "OK");
-        let (to, _) = table.send_response(&id, &ok, t0).unwrap();
+        let (to, _) = table.send_response(&id, &r, &ok, t0).unwrap();
         assert_eq!(to.addr, "192.0.2.1:5060".parse().unwrap());
         let RequestDisposition::Retransmission(Some((again, _))) =
             table.handle_request(&r, src, t0).unwrap()
@@ -710,14 +741,14 @@ mod tests {
             panic!()
         };
         let trying = Response::for_request(&r, StatusCode::TRYING, "Trying");
-        let (_, first) = table.send_response(&id, &trying, t0).unwrap();
+        let (_, first) = table.send_response(&id, &r, &trying, t0).unwrap();
         assert_eq!(
             table.handle_request(&r, src, t0).unwrap(),
             RequestDisposition::Retransmission(Some((src, first.clone())))
         );
         let mut ok = Response::for_request(&r, StatusCode::ACCEPTED, "Accepted");
         ok.headers.push("Expires", "600");
-        let (_, last) = table.send_response(&id, &ok, t0).unwrap();
+        let (_, last) = table.send_response(&id, &r, &ok, t0).unwrap();
         assert_ne!(first, last);
         assert_eq!(
             table.handle_request(&r, src, t0).unwrap(),
@@ -737,9 +768,14 @@ mod tests {
             panic!()
         };
         let trying = Response::for_request(&r, StatusCode::TRYING, "Trying");
-        table.send_response(&id, &trying, t0).unwrap();
+        table.send_response(&id, &r, &trying, t0).unwrap();
         table
-            .send_response(&id, &Response::for_request(&r, StatusCode::OK, "OK"), t0)
+            .send_response(
+                &id,
+                &r,
+                &Response::for_request(&r, StatusCode::OK, "OK"),
+                t0,
+            )
             .unwrap();
         assert_eq!(table.len().0, 0);
     }
@@ -889,7 +925,7 @@ mod memory {
                 panic!("not new")
             };
             let resp = Response::for_request(r, StatusCode::ACCEPTED, "Accepted");
-            let _ = table.send_response(&id, &resp, now).unwrap();
+            let _ = table.send_response(&id, r, &resp, now).unwrap();
         }
         let after = rss_kib();
         assert_eq!(table.len().0, N);
