@@ -2,8 +2,9 @@
 //! machines: every input takes `now`, outputs are returned, and `poll_timeout` says when
 //! to call `handle_timeout` next. The gateway never sends or accepts INVITE.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -124,6 +125,9 @@ pub struct ServerTransaction {
     timer_j: Option<Instant>,
 }
 
+/// Reason phrases kept without an allocation of their own.
+const COMMON_REASONS: &[&str] = &["OK", "Accepted", "Trying"];
+
 /// The last response of a server transaction, kept for retransmissions of the request.
 #[derive(Debug, Clone)]
 enum Sent {
@@ -133,10 +137,11 @@ enum Sent {
     /// instead of the ~700 of the wire form.
     Plain {
         status: StatusCode,
-        reason: Box<str>,
+        reason: Cow<'static, str>,
     },
-    /// Anything else (extra headers, a body, a To-tag of the TU's): as sent.
-    Wire(Target, WireBytes),
+    /// Anything else (extra headers, a body, a To-tag of the TU's): as sent. Boxed, as
+    /// these are few and the plain ones many.
+    Wire(Box<(Target, WireBytes)>),
 }
 
 impl ServerTransaction {
@@ -167,7 +172,7 @@ impl ServerTransaction {
                         WireBytes::from(resp.to_bytes()),
                     ))
                 }
-                Sent::Wire(target, bytes) => Some((*target, bytes.clone())),
+                Sent::Wire(sent) => Some((sent.0, sent.1.clone())),
             },
             State::Trying | State::Terminated => None,
         }
@@ -190,10 +195,13 @@ impl ServerTransaction {
         self.last_response = Some(if resp.is_plain_answer_to(req) {
             Sent::Plain {
                 status: resp.status,
-                reason: resp.reason.as_str().into(),
+                reason: COMMON_REASONS
+                    .iter()
+                    .find(|r| **r == resp.reason)
+                    .map_or_else(|| Cow::Owned(resp.reason.clone()), |r| Cow::Borrowed(*r)),
             }
         } else {
-            Sent::Wire(target, bytes.clone())
+            Sent::Wire(Box::new((target, bytes.clone())))
         });
         let sent = (target, bytes);
         if resp.status.is_provisional() {
@@ -366,25 +374,31 @@ pub enum TableOutput {
 
 /// All live transactions, keyed by [`TransactionId`].
 ///
-/// Timers sit in a heap of deadlines, so finding the next one and firing the due ones
-/// costs O(log n) however many transactions are live (at 4,000 requests/s Timer J keeps
-/// over 100,000 server transactions). A deadline that has moved or whose transaction is
-/// gone stays in the heap until its time and is then skipped. Map keys and heap entries
-/// share one [`TransactionId`] allocation through an `Arc`.
+/// Client timers sit in a heap of deadlines, so finding the next one and firing the due
+/// ones costs O(log n) however many transactions are live. A deadline that has moved or
+/// whose transaction is gone stays in the heap until its time and is then skipped. Map
+/// keys and heap entries share one [`TransactionId`] allocation through an `Arc`.
+///
+/// Server transactions are the many ones (at 4,000 requests/s Timer J keeps over 100,000),
+/// so they are kept small: keyed by one string ([`TransactionId::key`]), and their only
+/// timer, J, is always 64*T1 after the response, so a queue in sending order holds the
+/// deadlines, oldest first.
 #[derive(Debug, Default)]
 pub struct TransactionTable {
-    servers: HashMap<Arc<TransactionId>, ServerTransaction>,
+    servers: HashMap<Arc<str>, ServerTransaction>,
+    timer_j: VecDeque<(Instant, Arc<str>)>,
     clients: HashMap<Arc<TransactionId>, ClientTransaction>,
-    timers: BinaryHeap<Reverse<(Instant, Side, Arc<TransactionId>)>>,
+    timers: BinaryHeap<Reverse<(Instant, Arc<TransactionId>)>>,
     nonce: u64,
     counter: u64,
 }
 
-/// Which map a timer belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Side {
-    Client,
-    Server,
+impl TransactionId {
+    /// The fields in one string, for the server side's map: one allocation, not three.
+    /// Newline cannot occur in any of them (header values are unfolded).
+    fn key(&self) -> Arc<str> {
+        format!("{}\n{}\n{}", self.method, self.sent_by, self.branch).into()
+    }
 }
 
 impl TransactionTable {
@@ -421,14 +435,14 @@ impl TransactionTable {
             ));
         }
         let id = TransactionId::for_request(req)?;
-        if let Some(t) = self.servers.get(&id) {
+        let key = id.key();
+        if let Some(t) = self.servers.get(&key) {
             return Ok(RequestDisposition::Retransmission(
                 t.handle_retransmission(req),
             ));
         }
         // Trying has no timer, so nothing to schedule yet.
-        self.servers
-            .insert(Arc::new(id.clone()), ServerTransaction::new(source));
+        self.servers.insert(key, ServerTransaction::new(source));
         Ok(RequestDisposition::New(id))
     }
 
@@ -443,15 +457,26 @@ impl TransactionTable {
         resp: &Response,
         now: Instant,
     ) -> Result<(Target, WireBytes), Error> {
-        let t = self
+        // The map's own key, so that the Timer J queue shares its allocation.
+        let key = self
             .servers
-            .get_mut(id)
+            .get_key_value(id.key().as_ref())
+            .map(|(k, _)| Arc::clone(k))
             .ok_or_else(|| Error::Transaction("no such server transaction".into()))?;
+        let Some(t) = self.servers.get_mut(&key) else {
+            return Err(Error::Transaction("no such server transaction".into()));
+        };
         let sent = t.send_response(req, resp, now)?;
-        if t.state() == State::Terminated {
-            self.servers.remove(id);
-        } else {
-            self.schedule(Side::Server, id);
+        match t.state() {
+            State::Terminated => {
+                self.servers.remove(&key);
+            }
+            State::Completed => {
+                if let Some(due) = t.poll_timeout() {
+                    self.timer_j.push_back((due, key));
+                }
+            }
+            State::Trying | State::Proceeding => {}
         }
         Ok(sent)
     }
@@ -478,8 +503,7 @@ impl TransactionTable {
         let key = Arc::new(id.clone());
         let t = ClientTransaction::new(bytes.clone(), target, now);
         if let Some(due) = t.poll_timeout() {
-            self.timers
-                .push(Reverse((due, Side::Client, Arc::clone(&key))));
+            self.timers.push(Reverse((due, Arc::clone(&key))));
         }
         self.clients.insert(key, t);
         Ok((id, bytes))
@@ -498,7 +522,7 @@ impl TransactionTable {
         if t.state() == State::Terminated {
             self.clients.remove(&id);
         } else {
-            self.schedule(Side::Client, &id);
+            self.schedule(&id);
         }
         up.map(|r| (id, r))
     }
@@ -513,101 +537,88 @@ impl TransactionTable {
     /// Fires every due timer and forgets terminated transactions.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<TableOutput> {
         let mut out = Vec::new();
-        while let Some(Reverse((at, _, _))) = self.timers.peek() {
+        while let Some(Reverse((at, _))) = self.timers.peek() {
             if *at > now {
                 break;
             }
-            let Some(Reverse((_, side, id))) = self.timers.pop() else {
+            let Some(Reverse((_, id))) = self.timers.pop() else {
                 break;
             };
-            match side {
-                Side::Client => {
-                    let Some(t) = self.clients.get_mut(&id) else {
-                        continue;
-                    };
-                    if t.poll_timeout().is_none_or(|due| due > now) {
-                        continue;
-                    }
-                    match t.handle_timeout(now) {
-                        Some(ClientOutput::Retransmit(request)) => {
-                            out.push(TableOutput::Retransmit {
-                                id: TransactionId::clone(&id),
-                                target: t.target(),
-                                request,
-                            });
-                        }
-                        Some(ClientOutput::Timeout) => {
-                            out.push(TableOutput::Timeout {
-                                id: TransactionId::clone(&id),
-                            });
-                        }
-                        None => {}
-                    }
-                    if t.state() == State::Terminated {
-                        self.clients.remove(&id);
-                    } else if let Some(due) = t.poll_timeout() {
-                        self.timers.push(Reverse((due, Side::Client, id)));
-                    }
+            let Some(t) = self.clients.get_mut(&id) else {
+                continue;
+            };
+            if t.poll_timeout().is_none_or(|due| due > now) {
+                continue;
+            }
+            match t.handle_timeout(now) {
+                Some(ClientOutput::Retransmit(request)) => {
+                    out.push(TableOutput::Retransmit {
+                        id: TransactionId::clone(&id),
+                        target: t.target(),
+                        request,
+                    });
                 }
-                Side::Server => {
-                    let Some(t) = self.servers.get_mut(&id) else {
-                        continue;
-                    };
-                    if t.poll_timeout().is_none_or(|due| due > now) {
-                        continue;
-                    }
-                    t.handle_timeout(now);
-                    if t.state() == State::Terminated {
-                        self.servers.remove(&id);
-                    } else if let Some(due) = t.poll_timeout() {
-                        self.timers.push(Reverse((due, Side::Server, id)));
-                    }
+                Some(ClientOutput::Timeout) => {
+                    out.push(TableOutput::Timeout {
+                        id: TransactionId::clone(&id),
+                    });
+                }
+                None => {}
+            }
+            if t.state() == State::Terminated {
+                self.clients.remove(&id);
+            } else if let Some(due) = t.poll_timeout() {
+                self.timers.push(Reverse((due, id)));
+            }
+        }
+        while let Some((at, _)) = self.timer_j.front() {
+            if *at > now {
+                break;
+            }
+            let Some((_, key)) = self.timer_j.pop_front() else {
+                break;
+            };
+            if let Some(t) = self.servers.get_mut(&key) {
+                t.handle_timeout(now);
+                if t.state() == State::Terminated {
+                    self.servers.remove(&key);
                 }
             }
         }
         out
     }
 
-    /// The earliest timer of any transaction. Deadlines that have moved or whose
+    /// The earliest timer of any transaction. Client deadlines that have moved or whose
     /// transaction is gone are dropped from the heap here, so the answer is exact.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        while let Some(Reverse((at, side, id))) = self.timers.peek() {
-            if self.deadline(*side, id) == Some(*at) {
-                return Some(*at);
+        let mut client = None;
+        while let Some(Reverse((at, id))) = self.timers.peek() {
+            let current = self
+                .clients
+                .get(id.as_ref())
+                .and_then(ClientTransaction::poll_timeout);
+            if current == Some(*at) {
+                client = Some(*at);
+                break;
             }
             self.timers.pop();
         }
-        None
-    }
-
-    /// The transaction's current deadline; `None` if it has none or is gone.
-    fn deadline(&self, side: Side, id: &TransactionId) -> Option<Instant> {
-        match side {
-            Side::Client => self
-                .clients
-                .get(id)
-                .and_then(ClientTransaction::poll_timeout),
-            Side::Server => self
-                .servers
-                .get(id)
-                .and_then(ServerTransaction::poll_timeout),
+        let server = self.timer_j.front().map(|(at, _)| *at);
+        match (client, server) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
-    /// Puts the transaction's next deadline, if any, in the heap, sharing the map's key.
-    fn schedule(&mut self, side: Side, id: &TransactionId) {
-        let entry = match side {
-            Side::Client => self
-                .clients
-                .get_key_value(id)
-                .and_then(|(k, t)| Some((t.poll_timeout()?, k))),
-            Side::Server => self
-                .servers
-                .get_key_value(id)
-                .and_then(|(k, t)| Some((t.poll_timeout()?, k))),
-        };
-        if let Some((due, key)) = entry {
-            self.timers.push(Reverse((due, side, Arc::clone(key))));
+    /// Puts the client transaction's next deadline, if any, in the heap, sharing the map's
+    /// key.
+    fn schedule(&mut self, id: &TransactionId) {
+        if let Some((due, key)) = self
+            .clients
+            .get_key_value(id)
+            .and_then(|(k, t)| Some((t.poll_timeout()?, k)))
+        {
+            self.timers.push(Reverse((due, Arc::clone(key))));
         }
     }
 }
