@@ -399,7 +399,10 @@ impl Driver {
     /// A command in a MESSAGE to a gateway address (`:online` to `sip:jabber.x.com`, or to any
     /// user there): a short text/plain body that is one command and nothing else.
     fn command_in(&self, req: &Request) -> Option<Command> {
-        if req.body.len() > COMMAND_MAX {
+        // Most bodies are not commands: the cheap test first, before any header is parsed.
+        if req.body.len() > COMMAND_MAX
+            || !std::str::from_utf8(&req.body).is_ok_and(|body| body.trim_start().starts_with(':'))
+        {
             return None;
         }
         if let Ok(Some(t)) = req.headers.content_type()
