@@ -29,7 +29,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use crate::address::{AddressRules, XmppTarget};
 use crate::error_map::{condition_for_status, condition_name, error_type};
-use crate::sip_to_xmpp::{chat_stanza, destination, message_text, reject};
+use crate::sip_to_xmpp::{Kind, chat_stanza, destination, message_text, reject};
 use crate::xmpp_to_sip::{first_line, message_request};
 
 /// How long an XMPP error reply is matched to the SIP message it answers. Errors from the
@@ -93,17 +93,40 @@ pub enum Output {
 struct Queued {
     at: Instant,
     stanza: Element,
-    sent: Option<(String, SentForSip)>,
+    sent: Option<(u64, SentForSip)>,
 }
 
-/// A stanza sent for a SIP user, awaiting a possible error reply.
+/// A stanza sent for a SIP user, awaiting a possible error reply. Up to `SENT_MAX` of these
+/// live for `SENT_TTL`, so the three texts share one allocation.
 #[derive(Debug)]
 struct SentForSip {
-    /// The SIP user to notify.
-    user: Uri,
-    /// The destination as the user wrote it.
-    destination: String,
-    first_line: String,
+    /// The SIP user to notify (a valid URI), the destination as the user wrote it, and the
+    /// first line of the text, one after the other.
+    texts: Box<str>,
+    /// Where the user and the destination end in `texts`.
+    ends: (usize, usize),
+}
+
+impl SentForSip {
+    fn new(user: &str, destination: &str, first_line: &str) -> Self {
+        let ends = (user.len(), user.len() + destination.len());
+        Self {
+            texts: [user, destination, first_line].concat().into(),
+            ends,
+        }
+    }
+
+    fn user(&self) -> &str {
+        self.texts.get(..self.ends.0).unwrap_or_default()
+    }
+
+    fn destination(&self) -> &str {
+        self.texts.get(self.ends.0..self.ends.1).unwrap_or_default()
+    }
+
+    fn first_line(&self) -> &str {
+        self.texts.get(self.ends.1..).unwrap_or_default()
+    }
 }
 
 /// A MESSAGE sent for an XMPP user, awaiting its final answer.
@@ -123,8 +146,9 @@ pub struct Gateway {
     settings: Settings,
     link_up: bool,
     queue: VecDeque<Queued>,
-    sent_for_sip: HashMap<String, SentForSip>,
-    sent_order: VecDeque<(Instant, String)>,
+    /// Keyed by the number in the stanza id (see `next_id`).
+    sent_for_sip: HashMap<u64, SentForSip>,
+    sent_order: VecDeque<(Instant, u64)>,
     sent_for_xmpp: HashMap<u64, SentForXmpp>,
     outputs: VecDeque<Output>,
     counter: u64,
@@ -216,8 +240,8 @@ impl Gateway {
         let Some(account) = sender else {
             return Err(reject(403, "Forbidden (no gateway account for the sender)"));
         };
-        let (to_jid, type_) = match target {
-            XmppTarget::Contact(jid) => (Jid::from(jid), MessageType::Chat),
+        let (to_jid, kind) = match target {
+            XmppTarget::Contact(jid) => (Jid::from(jid), Kind::Chat),
             XmppTarget::Conference { room, nick } => {
                 let Some(member) = membership else {
                     if let Ok(user) = Uri::parse(&account.sip_id) {
@@ -234,9 +258,9 @@ impl Gateway {
                         let occupant = room.with_resource_str(&nick).map_err(|_| {
                             reject(400, "Bad Request (not a valid nick for the room)")
                         })?;
-                        (Jid::from(occupant), MessageType::Chat)
+                        (Jid::from(occupant), Kind::Private)
                     }
-                    _ => (Jid::from(room), MessageType::Groupchat),
+                    _ => (Jid::from(room), Kind::Groupchat),
                 }
             }
         };
@@ -247,29 +271,24 @@ impl Gateway {
             r.headers.push(("Retry-After".into(), "30".into()));
             return Err(r);
         }
-        let user = Uri::parse(&account.sip_id).unwrap_or_else(|_| req.uri.clone());
-        let id = self.next_id();
-        let sent = SentForSip {
-            user,
-            destination: dest,
-            first_line: first_line(&text.body),
+        let fallback;
+        let user = if Uri::parse(&account.sip_id).is_ok() {
+            account.sip_id.as_str()
+        } else {
+            fallback = req.uri.to_string();
+            fallback.as_str()
         };
-        let mut msg = chat_stanza(from_jid, to_jid, id.clone(), text);
-        if type_ == MessageType::Groupchat {
-            msg.type_ = type_;
-        } else if membership.is_some() {
-            msg.payloads
-                .push(Element::builder("x", xmpp_parsers::ns::MUC_USER).build());
-        }
-        let stanza = Element::from(msg);
+        let sent = SentForSip::new(user, &dest, &first_line(&text.body));
+        let (key, id) = self.next_id();
+        let stanza = chat_stanza(&from_jid, &to_jid, id, text, kind);
         if self.link_up {
-            self.remember_sent(now, id, sent);
+            self.remember_sent(now, key, sent);
             self.outputs.push_back(Output::Stanza(stanza));
         } else {
             self.queue.push_back(Queued {
                 at: now,
                 stanza,
-                sent: Some((id, sent)),
+                sent: Some((key, sent)),
             });
         }
         Ok(())
@@ -348,7 +367,8 @@ impl Gateway {
         let Some(sent) = msg
             .id
             .as_ref()
-            .and_then(|id| self.sent_for_sip.remove(&id.0))
+            .and_then(|id| self.sent_key(&id.0))
+            .and_then(|key| self.sent_for_sip.remove(&key))
         else {
             return;
         };
@@ -369,9 +389,13 @@ impl Gateway {
         };
         let text = format!(
             "ERROR: your message to {} was not delivered ({condition})\n> {}",
-            sent.destination, sent.first_line
+            sent.destination(),
+            sent.first_line()
         );
-        self.notice(sent.user, text);
+        match Uri::parse(sent.user()) {
+            Ok(user) => self.notice(user, text),
+            Err(e) => tracing::debug!(error = %e, "no notice: the sender's URI is invalid"),
+        }
     }
 
     /// The final status of a request sent with a token; a failure becomes an error stanza to
@@ -405,8 +429,8 @@ impl Gateway {
         self.link_up = true;
         self.expire_queue(now);
         while let Some(q) = self.queue.pop_front() {
-            if let Some((id, sent)) = q.sent {
-                self.remember_sent(now, id, sent);
+            if let Some((key, sent)) = q.sent {
+                self.remember_sent(now, key, sent);
             }
             self.outputs.push_back(Output::Stanza(q.stanza));
         }
@@ -423,7 +447,8 @@ impl Gateway {
         self.link_up = false;
         let sent = stanza
             .attr("id")
-            .and_then(|id| Some((id.to_owned(), self.sent_for_sip.remove(id)?)));
+            .and_then(|id| self.sent_key(id))
+            .and_then(|key| Some((key, self.sent_for_sip.remove(&key)?)));
         self.queue.push_front(Queued {
             at: now,
             stanza,
@@ -452,15 +477,17 @@ impl Gateway {
                 kept.push_back(q);
                 continue;
             }
-            if let Some((_, sent)) = q.sent {
+            if let Some((_, sent)) = q.sent
+                && let Ok(user) = Uri::parse(sent.user())
+            {
                 let text = format!(
                     "ERROR: your message to {} was not delivered: the Jabber server could not be reached within {} s\n> {}",
-                    sent.destination,
+                    sent.destination(),
                     delay.as_secs(),
-                    sent.first_line
+                    sent.first_line()
                 );
                 self.outputs.push_back(Output::Sip {
-                    request: self.notice_request(&sent.user, &text),
+                    request: self.notice_request(&user, &text),
                     token: None,
                 });
             }
@@ -489,19 +516,29 @@ impl Gateway {
             .map_err(|_| reject(500, "Server Internal Error (invalid jab_id)"))
     }
 
-    fn next_id(&mut self) -> String {
+    /// A fresh stanza id, `sipjab-<nonce>-<n>`, with its number `n`.
+    fn next_id(&mut self) -> (u64, String) {
         self.counter += 1;
-        format!("sipjab-{:08x}-{}", self.nonce, self.counter)
+        let id = format!("sipjab-{:08x}-{}", self.nonce, self.counter);
+        (self.counter, id)
     }
 
-    fn remember_sent(&mut self, now: Instant, id: String, sent: SentForSip) {
+    /// The number of an id from [`Gateway::next_id`]; `None` for anyone else's id.
+    fn sent_key(&self, id: &str) -> Option<u64> {
+        let (nonce, n) = id.strip_prefix("sipjab-")?.split_once('-')?;
+        (u32::from_str_radix(nonce, 16).ok()? == self.nonce && !n.starts_with('+'))
+            .then(|| n.parse().ok())
+            .flatten()
+    }
+
+    fn remember_sent(&mut self, now: Instant, key: u64, sent: SentForSip) {
         while self.sent_order.len() >= SENT_MAX {
             if let Some((_, old)) = self.sent_order.pop_front() {
                 self.sent_for_sip.remove(&old);
             }
         }
-        self.sent_order.push_back((now, id.clone()));
-        self.sent_for_sip.insert(id, sent);
+        self.sent_order.push_back((now, key));
+        self.sent_for_sip.insert(key, sent);
     }
 
     fn reply_message_error(

@@ -45,6 +45,8 @@ pub struct Register {
 pub struct Registered {
     /// The server transaction to answer in.
     pub id: TransactionId,
+    /// The REGISTER: the transaction table keeps or rebuilds its answer from it.
+    pub req: Request,
     /// The user.
     pub aor: SipAor,
     /// The account the store gave, to cache (`None` if the cache had answered).
@@ -155,12 +157,14 @@ async fn register(store: &Store, online: &Online, unix: i64, reg: Register) -> R
         aor,
         cached,
     } = reg;
+    let response = reject(500, "Server Internal Error (account store)").to_response(&req);
     let mut done = Registered {
         id,
+        req,
         aor,
         looked_up: None,
         offline: None,
-        response: reject(500, "Server Internal Error (account store)").to_response(&req),
+        response,
         outputs: Vec::new(),
     };
     let account = match cached {
@@ -177,23 +181,23 @@ async fn register(store: &Store, online: &Online, unix: i64, reg: Register) -> R
         },
     };
     let Some(account) = account else {
-        done.response = reject(404, "Not Found (no gateway account)").to_response(&req);
+        done.response = reject(404, "Not Found (no gateway account)").to_response(&done.req);
         return done;
     };
-    let expires = register_expiry(&req);
+    let expires = register_expiry(&done.req);
     if expires == 0 {
         done.offline = Some(account.juid);
     }
     match online.register(unix, &account, expires).await {
         Ok(outputs) => {
             done.outputs = outputs;
-            let mut resp = Response::for_request(&req, StatusCode::OK, "OK");
+            let mut resp = Response::for_request(&done.req, StatusCode::OK, "OK");
             resp.headers.push("Expires", expires.to_string());
             done.response = resp;
         }
         Err(e) => {
             done.response =
-                reject(e.sip_status(), format!("Register failed ({e})")).to_response(&req);
+                reject(e.sip_status(), format!("Register failed ({e})")).to_response(&done.req);
         }
     }
     done

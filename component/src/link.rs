@@ -29,6 +29,8 @@ const CLOSE_WAIT: Duration = Duration::from_secs(2);
 const EVENT_QUEUE: usize = 256;
 /// Read buffer size; stanzas may span several reads.
 const READ_CHUNK: usize = 16 * 1024;
+/// Most bytes of queued stanzas gathered into one socket write.
+const WRITE_BATCH: usize = 64 * 1024;
 
 /// What the link tells the gateway core.
 #[derive(Debug)]
@@ -296,8 +298,11 @@ impl<C: Connect> Worker<C> {
         let keepalive = self.cfg.keepalive;
         let dead_after = keepalive.saturating_mul(2);
         let mut next_ping = Instant::now() + keepalive;
+        // One timer for the ping and the dead-peer check, moved only when it fires (the
+        // dead-peer time moves with every byte received; it is checked then).
+        let timer = sleep_until(next_ping.min(conn.last_rx + dead_after));
+        tokio::pin!(timer);
         loop {
-            let dead_at = conn.last_rx + dead_after;
             // Unbiased: a flood of incoming stanzas must not starve outgoing ones.
             tokio::select! {
                 () = wait_stop(&mut self.stop) => return End::Stop,
@@ -341,25 +346,41 @@ impl<C: Connect> Worker<C> {
                     Err(e) => return End::Lost(e),
                 },
                 Some(bytes) = rx.recv() => {
-                    if let Err(e) = conn.write(&bytes).await {
+                    if let Err(e) = conn.write(&gather(bytes, &mut rx)).await {
                         return End::Lost(e);
                     }
                 }
-                () = sleep_until(next_ping) => {
-                    self.ping_seq += 1;
-                    let ping = self.info.keepalive_ping(self.cfg.ping_target(), self.ping_seq);
-                    if let Err(e) = conn.write(&ping).await {
-                        return End::Lost(e);
+                () = &mut timer => {
+                    let now = Instant::now();
+                    if now >= conn.last_rx + dead_after {
+                        conn.write_best_effort(&stream::error_and_close("connection-timeout", None)).await;
+                        return End::Lost(Error::PeerDead(dead_after));
                     }
-                    next_ping = Instant::now() + keepalive;
-                }
-                () = sleep_until(dead_at) => {
-                    conn.write_best_effort(&stream::error_and_close("connection-timeout", None)).await;
-                    return End::Lost(Error::PeerDead(dead_after));
+                    if now >= next_ping {
+                        self.ping_seq += 1;
+                        let ping = self.info.keepalive_ping(self.cfg.ping_target(), self.ping_seq);
+                        if let Err(e) = conn.write(&ping).await {
+                            return End::Lost(e);
+                        }
+                        next_ping = Instant::now() + keepalive;
+                    }
+                    timer.as_mut().reset(next_ping.min(conn.last_rx + dead_after));
                 }
             }
         }
     }
+}
+
+/// `first` and the stanzas already queued behind it, up to [`WRITE_BATCH`] bytes: a burst
+/// of stanzas costs one write instead of one each.
+fn gather(mut first: Vec<u8>, rx: &mut mpsc::Receiver<Vec<u8>>) -> Vec<u8> {
+    while first.len() < WRITE_BATCH {
+        match rx.try_recv() {
+            Ok(more) => first.extend_from_slice(&more),
+            Err(_) => break,
+        }
+    }
+    first
 }
 
 /// Connects and runs the XEP-0114 handshake.

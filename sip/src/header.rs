@@ -178,8 +178,14 @@ impl Headers {
 
     /// The top Via.
     pub fn top_via(&self) -> Result<Option<Via>, Error> {
-        match self.values("Via").first() {
-            Some(v) => Via::parse(v).map(Some),
+        // The first value of the first line, without splitting every Via line: this runs
+        // several times per message.
+        let first = self
+            .lines("Via")
+            .next()
+            .and_then(|l| split_quoted(l, b',').into_iter().next());
+        match first {
+            Some(v) => Via::parse(v.trim()).map(Some),
             None => Ok(None),
         }
     }

@@ -4,7 +4,7 @@ use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::Error;
-use crate::header::{Headers, NameAddr, same_name};
+use crate::header::{Header, Headers, NameAddr, same_name};
 use crate::uri::{Uri, is_token_char};
 
 /// A request method: the ones a SIP stack commonly meets, plus any extension token.
@@ -285,26 +285,42 @@ impl Response {
     /// header afterwards for a dialog tag of your own.
     pub fn for_request(req: &Request, status: StatusCode, reason: &str) -> Self {
         let mut resp = Self::new(status, reason);
-        for h in &req.headers {
-            let copy = ["Via", "From", "Call-ID", "CSeq"]
-                .iter()
-                .any(|n| same_name(&h.name, n));
-            if copy {
-                resp.headers.push(h.name.clone(), h.value.clone());
-            } else if same_name(&h.name, "To") {
-                let mut value = h.value.clone();
-                if status.as_u16() > 100
-                    && let Ok(to) = NameAddr::parse(&h.value, "To")
-                    && to.tag().is_none()
-                {
-                    value.push_str(";tag=");
-                    value.push_str(&local_tag(req));
-                }
-                resp.headers.push(h.name.clone(), value);
+        for (h, tag) in answer_headers(req, status) {
+            let mut value = h.value.clone();
+            if let Some(tag) = tag {
+                value.push_str(";tag=");
+                value.push_str(&tag);
             }
+            resp.headers.push(h.name.clone(), value);
         }
         resp.headers.push("Content-Length", "0");
         resp
+    }
+
+    /// Whether this is exactly what [`for_request`](Self::for_request) makes of `req` with
+    /// this status and reason. A retransmission of `req` then rebuilds it byte for byte,
+    /// so a server transaction can keep the status and reason instead of the wire form.
+    pub fn is_plain_answer_to(&self, req: &Request) -> bool {
+        if self.version != Version::Sip20 || !self.body.is_empty() {
+            return false;
+        }
+        let mut mine = self.headers.iter();
+        for (h, tag) in answer_headers(req, self.status) {
+            let Some(m) = mine.next() else { return false };
+            let same_value = match &tag {
+                None => m.value == h.value,
+                Some(tag) => m
+                    .value
+                    .strip_prefix(h.value.as_str())
+                    .and_then(|rest| rest.strip_prefix(";tag="))
+                    .is_some_and(|t| t == tag),
+            };
+            if m.name != h.name || !same_value {
+                return false;
+            }
+        }
+        matches!(mine.next(), Some(m) if m.name == "Content-Length" && m.value == "0")
+            && mine.next().is_none()
     }
 
     /// Sets the body with its Content-Type and Content-Length.
@@ -400,6 +416,28 @@ fn serialize(start: &str, headers: &Headers, body: &[u8]) -> Vec<u8> {
 }
 
 /// A To-tag that is the same for retransmissions of one request.
+/// The request's headers a reply copies (RFC 3261 8.2.6), each with the To-tag to add.
+fn answer_headers(
+    req: &Request,
+    status: StatusCode,
+) -> impl Iterator<Item = (&Header, Option<String>)> {
+    req.headers.iter().filter_map(move |h| {
+        if ["Via", "From", "Call-ID", "CSeq"]
+            .iter()
+            .any(|n| same_name(&h.name, n))
+        {
+            Some((h, None))
+        } else if same_name(&h.name, "To") {
+            let tag = (status.as_u16() > 100
+                && NameAddr::parse(&h.value, "To").is_ok_and(|to| to.tag().is_none()))
+            .then(|| local_tag(req));
+            Some((h, tag))
+        } else {
+            None
+        }
+    })
+}
+
 fn local_tag(req: &Request) -> String {
     let mut h = DefaultHasher::new();
     for name in ["Call-ID", "From", "CSeq"] {
@@ -455,6 +493,28 @@ mod tests {
         assert_eq!(trying.headers.to().unwrap().unwrap().tag(), None);
         assert!(resp.headers.get("Max-Forwards").is_none());
         assert_eq!(resp.headers.get("Content-Length"), Some("0"));
+    }
+
+    #[test]
+    fn plain_answers_are_recognised() {
+        let req = request();
+        for (status, reason) in [(StatusCode::OK, "OK"), (StatusCode::TRYING, "Trying")] {
+            assert!(Response::for_request(&req, status, reason).is_plain_answer_to(&req));
+        }
+        let mut extra = Response::for_request(&req, StatusCode::ACCEPTED, "Accepted");
+        extra.headers.push("Expires", "600");
+        assert!(!extra.is_plain_answer_to(&req));
+        let mut body = Response::for_request(&req, StatusCode::OK, "OK");
+        body.set_body("text/plain", b"x".to_vec());
+        assert!(!body.is_plain_answer_to(&req));
+        let mut dialog = Response::for_request(&req, StatusCode::OK, "OK");
+        dialog
+            .headers
+            .set("To", "Bob <sip:bob@example.com>;tag=mine");
+        assert!(!dialog.is_plain_answer_to(&req));
+        let mut other = req.clone();
+        other.headers.set("Call-ID", "c2");
+        assert!(!Response::for_request(&req, StatusCode::OK, "OK").is_plain_answer_to(&other));
     }
 
     #[test]

@@ -2,14 +2,15 @@
 //! machines: every input takes `now`, outputs are returned, and `poll_timeout` says when
 //! to call `handle_timeout` next. The gateway never sends or accepts INVITE.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::Error;
-use crate::message::{Method, Request, Response};
+use crate::message::{Method, Request, Response, StatusCode};
 use crate::route::{Target, response_target};
 
 /// The RFC 3261 branch prefix (section 8.1.1.7).
@@ -114,15 +115,33 @@ pub type WireBytes = Arc<[u8]>;
 
 /// A non-INVITE server transaction (RFC 3261 17.2.2).
 ///
-/// The last response is kept serialized, with where it went: over UDP a transaction lives
-/// 64*T1 after its final response and there can be 100,000 of them, so the parsed
-/// [`Response`] (a heap allocation per header) would cost several times the wire form.
+/// Over UDP a transaction lives 64*T1 after its final response and there can be 100,000
+/// of them, so the last response is kept as little as resending it needs (see [`Sent`]).
 #[derive(Debug, Clone)]
 pub struct ServerTransaction {
     source: Target,
     state: State,
-    last_response: Option<(Target, WireBytes)>,
+    last_response: Option<Sent>,
     timer_j: Option<Instant>,
+}
+
+/// Reason phrases kept without an allocation of their own.
+const COMMON_REASONS: &[&str] = &["OK", "Accepted", "Trying"];
+
+/// The last response of a server transaction, kept for retransmissions of the request.
+#[derive(Debug, Clone)]
+enum Sent {
+    /// Exactly [`Response::for_request`] of the request (most answers, 202 and 200
+    /// included): rebuilt from the retransmission, whose copied headers (Via, From, To,
+    /// Call-ID, CSeq) are the original's, so the bytes are the same. A dozen bytes
+    /// instead of the ~700 of the wire form.
+    Plain {
+        status: StatusCode,
+        reason: Cow<'static, str>,
+    },
+    /// Anything else (extra headers, a body, a To-tag of the TU's): as sent. Boxed, as
+    /// these are few and the plain ones many.
+    Wire(Box<(Target, WireBytes)>),
 }
 
 impl ServerTransaction {
@@ -141,31 +160,50 @@ impl ServerTransaction {
         self.state
     }
 
-    /// A retransmission of the request arrived: the last response to send again, if any,
-    /// with its target.
-    pub fn handle_retransmission(&self) -> Option<(Target, WireBytes)> {
+    /// A retransmission `req` of the request arrived: the last response to send again, if
+    /// any, with its target.
+    pub fn handle_retransmission(&self, req: &Request) -> Option<(Target, WireBytes)> {
         match self.state {
-            State::Proceeding | State::Completed => self.last_response.clone(),
+            State::Proceeding | State::Completed => match self.last_response.as_ref()? {
+                Sent::Plain { status, reason } => {
+                    let resp = Response::for_request(req, *status, reason);
+                    Some((
+                        response_target(&resp, self.source),
+                        WireBytes::from(resp.to_bytes()),
+                    ))
+                }
+                Sent::Wire(sent) => Some((sent.0, sent.1.clone())),
+            },
             State::Trying | State::Terminated => None,
         }
     }
 
-    /// The TU sends a response; a final one starts Timer J (64*T1 over UDP, 0 over TCP).
-    /// Returns where it goes ([`response_target`]) and its wire form, which the driver
-    /// sends as is: the response is serialized once, and retransmissions are the same bytes.
+    /// The TU sends `resp` to `req`; a final one starts Timer J (64*T1 over UDP, 0 over
+    /// TCP). Returns where it goes ([`response_target`]) and its wire form, which the
+    /// driver sends as is.
     pub fn send_response(
         &mut self,
+        req: &Request,
         resp: &Response,
         now: Instant,
     ) -> Result<(Target, WireBytes), Error> {
         if matches!(self.state, State::Completed | State::Terminated) {
             return Err(Error::Transaction("final response already sent".into()));
         }
-        let sent = (
-            response_target(resp, self.source),
-            WireBytes::from(resp.to_bytes()),
-        );
-        self.last_response = Some(sent.clone());
+        let target = response_target(resp, self.source);
+        let bytes = WireBytes::from(resp.to_bytes());
+        self.last_response = Some(if resp.is_plain_answer_to(req) {
+            Sent::Plain {
+                status: resp.status,
+                reason: COMMON_REASONS
+                    .iter()
+                    .find(|r| **r == resp.reason)
+                    .map_or_else(|| Cow::Owned(resp.reason.clone()), |r| Cow::Borrowed(*r)),
+            }
+        } else {
+            Sent::Wire(Box::new((target, bytes.clone())))
+        });
+        let sent = (target, bytes);
         if resp.status.is_provisional() {
             self.state = State::Proceeding;
         } else if self.source.transport.is_reliable() {
@@ -336,25 +374,31 @@ pub enum TableOutput {
 
 /// All live transactions, keyed by [`TransactionId`].
 ///
-/// Timers sit in a heap of deadlines, so finding the next one and firing the due ones
-/// costs O(log n) however many transactions are live (at 4,000 requests/s Timer J keeps
-/// over 100,000 server transactions). A deadline that has moved or whose transaction is
-/// gone stays in the heap until its time and is then skipped. Map keys and heap entries
-/// share one [`TransactionId`] allocation through an `Arc`.
+/// Client timers sit in a heap of deadlines, so finding the next one and firing the due
+/// ones costs O(log n) however many transactions are live. A deadline that has moved or
+/// whose transaction is gone stays in the heap until its time and is then skipped. Map
+/// keys and heap entries share one [`TransactionId`] allocation through an `Arc`.
+///
+/// Server transactions are the many ones (at 4,000 requests/s Timer J keeps over 100,000),
+/// so they are kept small: keyed by one string ([`TransactionId::key`]), and their only
+/// timer, J, is always 64*T1 after the response, so a queue in sending order holds the
+/// deadlines, oldest first.
 #[derive(Debug, Default)]
 pub struct TransactionTable {
-    servers: HashMap<Arc<TransactionId>, ServerTransaction>,
+    servers: HashMap<Arc<str>, ServerTransaction>,
+    timer_j: VecDeque<(Instant, Arc<str>)>,
     clients: HashMap<Arc<TransactionId>, ClientTransaction>,
-    timers: BinaryHeap<Reverse<(Instant, Side, Arc<TransactionId>)>>,
+    timers: BinaryHeap<Reverse<(Instant, Arc<TransactionId>)>>,
     nonce: u64,
     counter: u64,
 }
 
-/// Which map a timer belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Side {
-    Client,
-    Server,
+impl TransactionId {
+    /// The fields in one string, for the server side's map: one allocation, not three.
+    /// Newline cannot occur in any of them (header values are unfolded).
+    fn key(&self) -> Arc<str> {
+        format!("{}\n{}\n{}", self.method, self.sent_by, self.branch).into()
+    }
 }
 
 impl TransactionTable {
@@ -391,36 +435,48 @@ impl TransactionTable {
             ));
         }
         let id = TransactionId::for_request(req)?;
-        if let Some(t) = self.servers.get(&id) {
+        let key = id.key();
+        if let Some(t) = self.servers.get(&key) {
             return Ok(RequestDisposition::Retransmission(
-                t.handle_retransmission(),
+                t.handle_retransmission(req),
             ));
         }
         // Trying has no timer, so nothing to schedule yet.
-        self.servers
-            .insert(Arc::new(id.clone()), ServerTransaction::new(source));
+        self.servers.insert(key, ServerTransaction::new(source));
         Ok(RequestDisposition::New(id))
     }
 
-    /// The TU answers a server transaction; returns where the response goes (RFC 3261
+    /// The TU answers `req`'s server transaction; returns where the response goes (RFC 3261
     /// 18.2.2 and RFC 3581 through [`response_target`]: the same connection over TCP,
     /// `received`/`rport` or the sent-by port over UDP) and the bytes to send there, the
     /// same ones any retransmission of the request gets.
     pub fn send_response(
         &mut self,
         id: &TransactionId,
+        req: &Request,
         resp: &Response,
         now: Instant,
     ) -> Result<(Target, WireBytes), Error> {
-        let t = self
+        // The map's own key, so that the Timer J queue shares its allocation.
+        let key = self
             .servers
-            .get_mut(id)
+            .get_key_value(id.key().as_ref())
+            .map(|(k, _)| Arc::clone(k))
             .ok_or_else(|| Error::Transaction("no such server transaction".into()))?;
-        let sent = t.send_response(resp, now)?;
-        if t.state() == State::Terminated {
-            self.servers.remove(id);
-        } else {
-            self.schedule(Side::Server, id);
+        let Some(t) = self.servers.get_mut(&key) else {
+            return Err(Error::Transaction("no such server transaction".into()));
+        };
+        let sent = t.send_response(req, resp, now)?;
+        match t.state() {
+            State::Terminated => {
+                self.servers.remove(&key);
+            }
+            State::Completed => {
+                if let Some(due) = t.poll_timeout() {
+                    self.timer_j.push_back((due, key));
+                }
+            }
+            State::Trying | State::Proceeding => {}
         }
         Ok(sent)
     }
@@ -447,8 +503,7 @@ impl TransactionTable {
         let key = Arc::new(id.clone());
         let t = ClientTransaction::new(bytes.clone(), target, now);
         if let Some(due) = t.poll_timeout() {
-            self.timers
-                .push(Reverse((due, Side::Client, Arc::clone(&key))));
+            self.timers.push(Reverse((due, Arc::clone(&key))));
         }
         self.clients.insert(key, t);
         Ok((id, bytes))
@@ -467,7 +522,7 @@ impl TransactionTable {
         if t.state() == State::Terminated {
             self.clients.remove(&id);
         } else {
-            self.schedule(Side::Client, &id);
+            self.schedule(&id);
         }
         up.map(|r| (id, r))
     }
@@ -482,101 +537,88 @@ impl TransactionTable {
     /// Fires every due timer and forgets terminated transactions.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<TableOutput> {
         let mut out = Vec::new();
-        while let Some(Reverse((at, _, _))) = self.timers.peek() {
+        while let Some(Reverse((at, _))) = self.timers.peek() {
             if *at > now {
                 break;
             }
-            let Some(Reverse((_, side, id))) = self.timers.pop() else {
+            let Some(Reverse((_, id))) = self.timers.pop() else {
                 break;
             };
-            match side {
-                Side::Client => {
-                    let Some(t) = self.clients.get_mut(&id) else {
-                        continue;
-                    };
-                    if t.poll_timeout().is_none_or(|due| due > now) {
-                        continue;
-                    }
-                    match t.handle_timeout(now) {
-                        Some(ClientOutput::Retransmit(request)) => {
-                            out.push(TableOutput::Retransmit {
-                                id: TransactionId::clone(&id),
-                                target: t.target(),
-                                request,
-                            });
-                        }
-                        Some(ClientOutput::Timeout) => {
-                            out.push(TableOutput::Timeout {
-                                id: TransactionId::clone(&id),
-                            });
-                        }
-                        None => {}
-                    }
-                    if t.state() == State::Terminated {
-                        self.clients.remove(&id);
-                    } else if let Some(due) = t.poll_timeout() {
-                        self.timers.push(Reverse((due, Side::Client, id)));
-                    }
+            let Some(t) = self.clients.get_mut(&id) else {
+                continue;
+            };
+            if t.poll_timeout().is_none_or(|due| due > now) {
+                continue;
+            }
+            match t.handle_timeout(now) {
+                Some(ClientOutput::Retransmit(request)) => {
+                    out.push(TableOutput::Retransmit {
+                        id: TransactionId::clone(&id),
+                        target: t.target(),
+                        request,
+                    });
                 }
-                Side::Server => {
-                    let Some(t) = self.servers.get_mut(&id) else {
-                        continue;
-                    };
-                    if t.poll_timeout().is_none_or(|due| due > now) {
-                        continue;
-                    }
-                    t.handle_timeout(now);
-                    if t.state() == State::Terminated {
-                        self.servers.remove(&id);
-                    } else if let Some(due) = t.poll_timeout() {
-                        self.timers.push(Reverse((due, Side::Server, id)));
-                    }
+                Some(ClientOutput::Timeout) => {
+                    out.push(TableOutput::Timeout {
+                        id: TransactionId::clone(&id),
+                    });
+                }
+                None => {}
+            }
+            if t.state() == State::Terminated {
+                self.clients.remove(&id);
+            } else if let Some(due) = t.poll_timeout() {
+                self.timers.push(Reverse((due, id)));
+            }
+        }
+        while let Some((at, _)) = self.timer_j.front() {
+            if *at > now {
+                break;
+            }
+            let Some((_, key)) = self.timer_j.pop_front() else {
+                break;
+            };
+            if let Some(t) = self.servers.get_mut(&key) {
+                t.handle_timeout(now);
+                if t.state() == State::Terminated {
+                    self.servers.remove(&key);
                 }
             }
         }
         out
     }
 
-    /// The earliest timer of any transaction. Deadlines that have moved or whose
+    /// The earliest timer of any transaction. Client deadlines that have moved or whose
     /// transaction is gone are dropped from the heap here, so the answer is exact.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
-        while let Some(Reverse((at, side, id))) = self.timers.peek() {
-            if self.deadline(*side, id) == Some(*at) {
-                return Some(*at);
+        let mut client = None;
+        while let Some(Reverse((at, id))) = self.timers.peek() {
+            let current = self
+                .clients
+                .get(id.as_ref())
+                .and_then(ClientTransaction::poll_timeout);
+            if current == Some(*at) {
+                client = Some(*at);
+                break;
             }
             self.timers.pop();
         }
-        None
-    }
-
-    /// The transaction's current deadline; `None` if it has none or is gone.
-    fn deadline(&self, side: Side, id: &TransactionId) -> Option<Instant> {
-        match side {
-            Side::Client => self
-                .clients
-                .get(id)
-                .and_then(ClientTransaction::poll_timeout),
-            Side::Server => self
-                .servers
-                .get(id)
-                .and_then(ServerTransaction::poll_timeout),
+        let server = self.timer_j.front().map(|(at, _)| *at);
+        match (client, server) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 
-    /// Puts the transaction's next deadline, if any, in the heap, sharing the map's key.
-    fn schedule(&mut self, side: Side, id: &TransactionId) {
-        let entry = match side {
-            Side::Client => self
-                .clients
-                .get_key_value(id)
-                .and_then(|(k, t)| Some((t.poll_timeout()?, k))),
-            Side::Server => self
-                .servers
-                .get_key_value(id)
-                .and_then(|(k, t)| Some((t.poll_timeout()?, k))),
-        };
-        if let Some((due, key)) = entry {
-            self.timers.push(Reverse((due, side, Arc::clone(key))));
+    /// Puts the client transaction's next deadline, if any, in the heap, sharing the map's
+    /// key.
+    fn schedule(&mut self, id: &TransactionId) {
+        if let Some((due, key)) = self
+            .clients
+            .get_key_value(id)
+            .and_then(|(k, t)| Some((t.poll_timeout()?, k)))
+        {
+            self.timers.push(Reverse((due, Arc::clone(key))));
         }
     }
 }
@@ -644,7 +686,7 @@ mod tests {
             RequestDisposition::Retransmission(None)
         );
         let ok = Response::for_request(&r, StatusCode::OK, "OK");
-        let (to, sent) = table.send_response(&id, &ok, t0).unwrap();
+        let (to, sent) = table.send_response(&id, &r, &ok, t0).unwrap();
         assert_eq!(to, src);
         assert_eq!(&*sent, &ok.to_bytes()[..]);
         // Every retransmission gets the very bytes first sent.
@@ -657,7 +699,7 @@ mod tests {
             assert_eq!(again, src);
             assert_eq!(bytes, sent);
         }
-        assert!(table.send_response(&id, &ok, t0).is_err());
+        assert!(table.send_response(&id, &r, &ok, t0).is_err());
         // Same branch, other method: another transaction.
         let other = req("z9hG4bKabc", "OPTIONS");
         assert!(matches!(
@@ -690,7 +732,7 @@ mod tests {
             panic!()
         };
         let ok = Response::for_request(&r, StatusCode::OK, "OK");
-        let (to, _) = table.send_response(&id, &ok, t0).unwrap();
+        let (to, _) = table.send_response(&id, &r, &ok, t0).unwrap();
         assert_eq!(to.addr, "192.0.2.1:5060".parse().unwrap());
         let RequestDisposition::Retransmission(Some((again, _))) =
             table.handle_request(&r, src, t0).unwrap()
@@ -710,14 +752,14 @@ mod tests {
             panic!()
         };
         let trying = Response::for_request(&r, StatusCode::TRYING, "Trying");
-        let (_, first) = table.send_response(&id, &trying, t0).unwrap();
+        let (_, first) = table.send_response(&id, &r, &trying, t0).unwrap();
         assert_eq!(
             table.handle_request(&r, src, t0).unwrap(),
             RequestDisposition::Retransmission(Some((src, first.clone())))
         );
         let mut ok = Response::for_request(&r, StatusCode::ACCEPTED, "Accepted");
         ok.headers.push("Expires", "600");
-        let (_, last) = table.send_response(&id, &ok, t0).unwrap();
+        let (_, last) = table.send_response(&id, &r, &ok, t0).unwrap();
         assert_ne!(first, last);
         assert_eq!(
             table.handle_request(&r, src, t0).unwrap(),
@@ -737,9 +779,14 @@ mod tests {
             panic!()
         };
         let trying = Response::for_request(&r, StatusCode::TRYING, "Trying");
-        table.send_response(&id, &trying, t0).unwrap();
+        table.send_response(&id, &r, &trying, t0).unwrap();
         table
-            .send_response(&id, &Response::for_request(&r, StatusCode::OK, "OK"), t0)
+            .send_response(
+                &id,
+                &r,
+                &Response::for_request(&r, StatusCode::OK, "OK"),
+                t0,
+            )
             .unwrap();
         assert_eq!(table.len().0, 0);
     }
@@ -889,7 +936,7 @@ mod memory {
                 panic!("not new")
             };
             let resp = Response::for_request(r, StatusCode::ACCEPTED, "Accepted");
-            let _ = table.send_response(&id, &resp, now).unwrap();
+            let _ = table.send_response(&id, r, &resp, now).unwrap();
         }
         let after = rss_kib();
         assert_eq!(table.len().0, N);
