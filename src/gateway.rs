@@ -38,6 +38,9 @@ const SENT_TTL: Duration = Duration::from_secs(60);
 /// How many sent stanzas are remembered at most; past this the oldest are forgotten, so
 /// memory stays flat whatever the message rate.
 const SENT_MAX: usize = 100_000;
+/// Room made at start for remembered stanzas: a minute at 1,000 messages/s, so the table
+/// does not rehash (and stall the loop) while it fills at that rate.
+const SENT_PRESIZE: usize = 65_536;
 
 /// Where a SIP MESSAGE goes: the destination as the user wrote it, and what it names.
 #[derive(Debug, Clone)]
@@ -162,8 +165,8 @@ impl Gateway {
             settings,
             link_up: false,
             queue: VecDeque::new(),
-            sent_for_sip: HashMap::new(),
-            sent_order: VecDeque::new(),
+            sent_for_sip: HashMap::with_capacity(SENT_PRESIZE),
+            sent_order: VecDeque::with_capacity(SENT_PRESIZE),
             sent_for_xmpp: HashMap::new(),
             outputs: VecDeque::new(),
             counter: 0,

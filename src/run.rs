@@ -61,6 +61,8 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 const COMMAND_MAX: usize = 1024;
 /// Largest request sent over UDP (RFC 3261 §18.1.1: path MTU 1500 less 200).
 const UDP_MAX: usize = 1300;
+/// Server transactions made room for at start: Timer J (32 s) at 1,000 requests/s.
+const SERVER_TRANSACTIONS: usize = 32_768;
 /// How long a DNS search for a request's target may take.
 const LOCATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How late the loop may wake for a timer. Timers due close together (a Timer J, K or
@@ -153,7 +155,7 @@ pub async fn run(config: Config, db: DbUrl) -> Result<()> {
         conferences,
         local_contact,
         pending: VecDeque::new(),
-        table: TransactionTable::new(fastrand::u64(..)),
+        table: TransactionTable::with_capacity(fastrand::u64(..), SERVER_TRANSACTIONS),
         tokens: HashMap::new(),
         accounts: Accounts::new(store),
         transport,

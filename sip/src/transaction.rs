@@ -411,6 +411,17 @@ impl TransactionTable {
         }
     }
 
+    /// [`TransactionTable::new`] with room for `servers` server transactions and their
+    /// Timer J deadlines: sized for the expected load (rate times 32 s), the map never
+    /// rehashes while it fills, which would stall the loop for a moment at each doubling.
+    pub fn with_capacity(nonce: u64, servers: usize) -> Self {
+        Self {
+            servers: HashMap::with_capacity(servers),
+            timer_j: VecDeque::with_capacity(servers),
+            ..Self::new(nonce)
+        }
+    }
+
     /// A fresh branch for a request we send (RFC 3261 8.1.1.7).
     pub fn new_branch(&mut self) -> String {
         self.counter += 1;
