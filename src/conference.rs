@@ -46,7 +46,7 @@ use crate::error_map::condition_name;
 use crate::gateway::Output;
 use crate::presence::{PresenceError, accounts_by_juid};
 use crate::sip_to_xmpp::reject;
-use crate::watchers::{EVENT, notify_request};
+use crate::watchers::{EVENT, dialog_headers, notify_request};
 use crate::xmpp_to_sip::message_request;
 
 /// The MUC owner namespace, for accepting a new room as an instant room.
@@ -667,9 +667,7 @@ pub fn subscribe_notify(
     state: &str,
     now: i64,
 ) -> Option<Output> {
-    let from = req.headers.from().ok().flatten()?;
-    let to = resp.headers.to().ok().flatten()?;
-    let call_id = req.headers.call_id().ok().flatten()?;
+    let (from, to, call_id, _) = dialog_headers(req, &resp.headers).ok()?;
     let (remote_tag, local_tag) = (from.tag()?, to.tag()?);
     let mut dialog = SipSubscription::new(
         0,

@@ -50,6 +50,7 @@ use crate::config::Authorize;
 use crate::gateway::{Output, Token};
 use crate::pidf;
 use crate::sip_to_xmpp::reject;
+use crate::watchers::dialog_headers;
 use crate::xmpp_to_sip::message_request;
 
 /// How many expired sessions one sweep takes.
@@ -220,10 +221,7 @@ impl Presences {
             pidf::parse(&req.body).map_err(|e| e.rejection())?;
             Some(String::from_utf8_lossy(&req.body).into_owned())
         };
-        let store_err = |e: sipjab_db::Error| {
-            tracing::warn!(error = %e, "publication store failed");
-            reject(500, "Server Internal Error (account store)")
-        };
+        let store_err = store_failure("publication");
         let if_match = req.headers.get("SIP-If-Match").map(str::trim);
         let expires_at = now.saturating_add(i64::from(expires));
         let Some(old_etag) = if_match else {
@@ -639,18 +637,8 @@ impl Presences {
     /// presence, `terminated;reason=rejected` refuses (RFC 8048 §5.2.1, §5.2.2).
     pub async fn handle_notify(&mut self, now: i64, req: &Request) -> Result<Outputs, Rejection> {
         let gone = || reject(481, "Subscription Does Not Exist");
-        let store_err = |e: sipjab_db::Error| {
-            tracing::warn!(error = %e, "subscription store failed");
-            reject(500, "Server Internal Error (account store)")
-        };
-        let (Ok(Some(from)), Ok(Some(to)), Ok(Some(call_id)), Ok(Some(cseq))) = (
-            req.headers.from(),
-            req.headers.to(),
-            req.headers.call_id(),
-            req.headers.cseq(),
-        ) else {
-            return Err(reject(400, "Bad Request (From, To, Call-ID or CSeq)"));
-        };
+        let store_err = store_failure("subscription");
+        let (from, to, call_id, cseq) = dialog_headers(req, &req.headers)?;
         let (Some(local_tag), Some(remote_tag)) = (to.tag(), from.tag()) else {
             return Err(gone());
         };
@@ -1021,6 +1009,15 @@ pub(crate) async fn accounts_by_juid(
         }
     }
     Ok(accounts)
+}
+
+/// What a failed store call becomes for a SIP request: a warning naming `what` was being
+/// stored, and 500.
+pub(crate) fn store_failure(what: &'static str) -> impl Fn(sipjab_db::Error) -> Rejection + Copy {
+    move |e| {
+        tracing::warn!(error = %e, "{what} store failed");
+        reject(500, "Server Internal Error (account store)")
+    }
 }
 
 /// The expiry a SUBSCRIBE or PUBLISH for the presence event asks for, within `min..=max`

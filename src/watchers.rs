@@ -27,13 +27,13 @@ use sipjab_db::{
     Account, ContactResource, Direction, RESOURCE_MAX, RosterItem, SipSubscription, Store,
     Subscription, SubscriptionState,
 };
-use sipjab_sip::{NameAddr, Rejection, Request, Response, StatusCode, Uri};
+use sipjab_sip::{CSeq, Headers, NameAddr, Rejection, Request, Response, StatusCode, Uri};
 use xmpp_parsers::presence::{Presence, Type};
 
 use crate::address::AddressRules;
 use crate::gateway::{Output, Token};
 use crate::pidf::{CONTENT_TYPE, ContactPresence, closed_document};
-use crate::presence::{PresenceError, accounts_by_juid, presence_expiry};
+use crate::presence::{PresenceError, accounts_by_juid, presence_expiry, store_failure};
 use crate::sip_to_xmpp::reject;
 
 /// The event package the gateway serves.
@@ -136,14 +136,7 @@ impl Watchers {
         let mut resp = Response::for_request(req, StatusCode::OK, "OK");
         resp.headers.push("Expires", expires.to_string());
         resp.headers.push("Contact", format!("<{local_contact}>"));
-        let (Ok(Some(from)), Ok(Some(to)), Ok(Some(call_id)), Ok(Some(cseq))) = (
-            req.headers.from(),
-            resp.headers.to(),
-            req.headers.call_id(),
-            req.headers.cseq(),
-        ) else {
-            return Err(reject(400, "Bad Request (From, To, Call-ID or CSeq)"));
-        };
+        let (from, to, call_id, cseq) = dialog_headers(req, &resp.headers)?;
         let (Some(remote_tag), Some(local_tag)) = (from.tag(), to.tag()) else {
             return Err(reject(400, "Bad Request (From without a tag)"));
         };
@@ -153,10 +146,7 @@ impl Watchers {
             .ok()
             .flatten()
             .is_some_and(|t| t.tag().is_some());
-        let store_err = |e: sipjab_db::Error| {
-            tracing::warn!(error = %e, "subscription store failed");
-            reject(500, "Server Internal Error (account store)")
-        };
+        let store_err = store_failure("subscription");
         let mut sub = if in_dialog {
             let Some(sub) = self
                 .store
@@ -441,6 +431,26 @@ fn stanza(from: &BareJid, to: &BareJid, type_: Type) -> Output {
     p.from = Some(Jid::from(from.clone()));
     p.to = Some(Jid::from(to.clone()));
     Output::Stanza(p.into())
+}
+
+/// The headers that identify a request's dialog (RFC 3261 §12): From, To, Call-ID and CSeq,
+/// with To taken from `to`: the request's own headers, or those of the response that adds
+/// our tag to it. 400 when one is missing or malformed.
+pub(crate) fn dialog_headers<'a>(
+    req: &'a Request,
+    to: &Headers,
+) -> Result<(NameAddr, NameAddr, &'a str, CSeq), Rejection> {
+    match (
+        req.headers.from(),
+        to.to(),
+        req.headers.call_id(),
+        req.headers.cseq(),
+    ) {
+        (Ok(Some(from)), Ok(Some(to)), Ok(Some(call_id)), Ok(Some(cseq))) => {
+            Ok((from, to, call_id, cseq))
+        }
+        _ => Err(reject(400, "Bad Request (From, To, Call-ID or CSeq)")),
+    }
 }
 
 /// A NOTIFY in a dialog (RFC 6665 §4.2.2): to the remote target, through the route set,
