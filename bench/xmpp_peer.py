@@ -123,13 +123,18 @@ async def recv(args):
     stop.set()
     await rep
     write_atomic(args.count_file, "%d\n" % count)
+    await close_stream(writer)
+    print(json.dumps({"messages": count}))
+
+
+async def close_stream(writer):
+    """Ends the XML stream and the connection, without waiting long for a slow server."""
     writer.write(b"</stream:stream>")
     try:
         await asyncio.wait_for(writer.drain(), 1)
         writer.close()
     except Exception:
         pass
-    print(json.dumps({"messages": count}))
 
 
 async def send(args):
@@ -171,12 +176,7 @@ async def send(args):
     seconds = time.monotonic() - start
     await asyncio.sleep(args.linger)
     incoming.cancel()
-    writer.write(b"</stream:stream>")
-    try:
-        await asyncio.wait_for(writer.drain(), 1)
-        writer.close()
-    except Exception:
-        pass
+    await close_stream(writer)
     print(json.dumps({"sent": sent, "seconds": round(seconds, 3), "errors_back": errors_back}))
 
 
