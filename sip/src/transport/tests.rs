@@ -203,15 +203,24 @@ async fn tcp_garbage_closes_only_that_connection() {
     let server = t.local_addr(TransportKind::Tcp).unwrap();
     let mut bad = TcpStream::connect(server).await.unwrap();
     bad.write_all(b"this is not SIP\r\n\r\n").await.unwrap();
-    let mut buf = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(5), bad.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap_or(0);
-    assert_eq!(n, 0, "server closes the connection");
+    assert_eq!(
+        read_within_5s(&mut bad).await,
+        0,
+        "server closes the connection"
+    );
     let mut good = TcpStream::connect(server).await.unwrap();
     good.write_all(&options("after-garbage")).await.unwrap();
     expect_call(&mut rx, "after-garbage").await;
+}
+
+/// What one read from `stream` gets within 5 s: 0 when the server closed it (or the read
+/// failed); a test fails if nothing happens in that time.
+async fn read_within_5s(stream: &mut TcpStream) -> usize {
+    let mut buf = [0u8; 64];
+    tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap_or(0)
 }
 
 #[tokio::test]
@@ -227,18 +236,17 @@ async fn tcp_connection_limit_and_idle_timeout() {
     first.write_all(&options("first")).await.unwrap();
     expect_call(&mut rx, "first").await;
     let mut second = TcpStream::connect(server).await.unwrap();
-    let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap_or(0);
-    assert_eq!(n, 0, "over the limit: closed");
+    assert_eq!(
+        read_within_5s(&mut second).await,
+        0,
+        "over the limit: closed"
+    );
     // The idle timer frees the slot.
-    let n = tokio::time::timeout(Duration::from_secs(5), first.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap_or(0);
-    assert_eq!(n, 0, "idle connection closed");
+    assert_eq!(
+        read_within_5s(&mut first).await,
+        0,
+        "idle connection closed"
+    );
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut third = TcpStream::connect(server).await.unwrap();
     third.write_all(&options("third")).await.unwrap();
