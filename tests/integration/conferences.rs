@@ -21,12 +21,6 @@ fn address(nick: &str, room: &str) -> String {
     format!("{nick}*{local}*{server}@jabber.sip.test")
 }
 
-/// A MESSAGE from `from` (user@127.0.0.1) to `to` with `body`, answered with a status.
-fn message(sip: &RawSip, from: &str, to: &str, body: &str) -> u16 {
-    let req = sip.message(from, to, body);
-    sip.request(&req).expect("an answer").status.as_u16()
-}
-
 #[test]
 #[ignore = "needs Prosody"]
 fn sip_users_join_talk_and_leave_a_room() {
@@ -44,14 +38,14 @@ fn sip_users_join_talk_and_leave_a_room() {
 
     // Not joined yet: 404 and a notice saying to join first.
     assert_eq!(
-        message(&sip, "alice@127.0.0.1", &address("", &room), "too early"),
+        sip.send_message("alice@127.0.0.1", &address("", &room), "too early"),
         404
     );
     inbox.expect("first", WAIT);
 
     // Join with an empty nick: the SIP user name is the nick.
     assert_eq!(
-        message(&sip, "alice@127.0.0.1", &address("", &room), ":join"),
+        sip.send_message("alice@127.0.0.1", &address("", &room), ":join"),
         200
     );
     let joined = inbox.expect("you joined the conference", WAIT);
@@ -102,8 +96,7 @@ fn sip_users_join_talk_and_leave_a_room() {
         "{pm}"
     );
     assert_eq!(
-        message(
-            &sip,
+        sip.send_message(
             "alice@127.0.0.1",
             &address("juliet", &room),
             "e2e-muc-4 psst back"
@@ -121,14 +114,14 @@ fn sip_users_join_talk_and_leave_a_room() {
 
     // A nick in use: the second SIP user gets an ERROR notice.
     assert_eq!(
-        message(&sip, "bob@127.0.0.1", &address("romeo", &room), ":join"),
+        sip.send_message("bob@127.0.0.1", &address("romeo", &room), ":join"),
         200
     );
     let conflict = inbox.expect("cannot join", WAIT);
     assert!(conflict.contains("To: <sip:bob@127.0.0.1>"), "{conflict}");
     assert!(conflict.contains("nick romeo is in use"), "{conflict}");
     assert_eq!(
-        message(&sip, "bob@127.0.0.1", &address("romeo", &room), "e2e-muc-5"),
+        sip.send_message("bob@127.0.0.1", &address("romeo", &room), "e2e-muc-5"),
         404
     );
 
@@ -137,18 +130,18 @@ fn sip_users_join_talk_and_leave_a_room() {
     let kicked = inbox.expect("kicked from the conference", WAIT);
     assert!(kicked.contains("To: <sip:alice@127.0.0.1>"), "{kicked}");
     assert_eq!(
-        message(&sip, "alice@127.0.0.1", &address("", &room), "e2e-muc-6"),
+        sip.send_message("alice@127.0.0.1", &address("", &room), "e2e-muc-6"),
         404
     );
 
     // Back in, then out with :exit.
     assert_eq!(
-        message(&sip, "alice@127.0.0.1", &address("alice", &room), ":join"),
+        sip.send_message("alice@127.0.0.1", &address("alice", &room), ":join"),
         200
     );
     inbox.expect("you joined the conference", WAIT);
     assert_eq!(
-        message(&sip, "alice@127.0.0.1", &address("alice", &room), ":exit"),
+        sip.send_message("alice@127.0.0.1", &address("alice", &room), ":exit"),
         200
     );
     inbox.expect("you left the conference", WAIT);
@@ -182,7 +175,7 @@ fn rooms_are_rejoined_after_prosody_restarts() {
     let sip = RawSip::new(gw.udp);
     // Alice makes the room (accepted as an instant room, so others can come in).
     assert_eq!(
-        message(&sip, "alice@127.0.0.1", &address("alice", &room), ":join"),
+        sip.send_message("alice@127.0.0.1", &address("alice", &room), ":join"),
         200
     );
     let joined = inbox.expect("you joined the conference", WAIT);
@@ -209,7 +202,7 @@ fn rooms_are_rejoined_after_prosody_restarts() {
 
     // Going offline leaves the room.
     assert_eq!(
-        message(&sip, "alice@127.0.0.1", "jabber.sip.test", ":offline"),
+        sip.send_message("alice@127.0.0.1", "jabber.sip.test", ":offline"),
         200
     );
     inbox.expect("you left the conference", WAIT);
@@ -225,7 +218,7 @@ fn an_idle_session_leaves_its_rooms_after_cache_time() {
     let gw = Gateway::start_with(&[ALICE], inbox.port, "", "cache_time = 2");
     let sip = RawSip::new(gw.udp);
     assert_eq!(
-        message(&sip, "alice@127.0.0.1", &address("alice", &room), ":join"),
+        sip.send_message("alice@127.0.0.1", &address("alice", &room), ":join"),
         200
     );
     inbox.expect("you joined the conference", WAIT);

@@ -561,6 +561,12 @@ impl RawSip {
         }
     }
 
+    /// Sends a MESSAGE from `from` to `to` and returns the status of its answer.
+    pub(crate) fn send_message(&self, from: &str, to: &str, body: &str) -> u16 {
+        let req = self.message(from, to, body);
+        self.request(&req).expect("an answer").status.as_u16()
+    }
+
     /// A MESSAGE from `from` to `to` with a fresh branch and Call-ID.
     pub(crate) fn message(&self, from: &str, to: &str, body: &str) -> Vec<u8> {
         let tag = free_port();

@@ -10,8 +10,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A MESSAGE with a command to the gateway's own domain, answered with `status`.
 fn command(sip: &RawSip, body: &str) -> u16 {
-    let req = sip.message("alice@127.0.0.1", "jabber.sip.test", body);
-    sip.request(&req).expect("an answer").status.as_u16()
+    sip.send_message("alice@127.0.0.1", "jabber.sip.test", body)
 }
 
 /// Lets the probes a login sends settle. Prosody keeps rosters from earlier tests, and a
@@ -75,8 +74,10 @@ fn online_and_offline_commands_flip_what_the_contact_sees() {
     assert_eq!(command(&sip, ":off"), 200);
     romeo.expect_presence(&alice, "unavailable", WAIT);
     // A command from someone without an account: 404, as the SER sample script answered.
-    let stranger = sip.message("mallory@127.0.0.1", "jabber.sip.test", ":online");
-    assert_eq!(sip.request(&stranger).unwrap().status.as_u16(), 404);
+    assert_eq!(
+        sip.send_message("mallory@127.0.0.1", "jabber.sip.test", ":online"),
+        404
+    );
 }
 
 #[test]
@@ -127,8 +128,7 @@ fn an_idle_session_ends_after_cache_time_with_a_notice() {
     assert!(notice.contains("MESSAGE sip:alice@127.0.0.1"), "{notice}");
     // Any message brings the user back.
     let to = format!("romeo*{}@jabber.sip.test", env.server);
-    let req = sip.message("alice@127.0.0.1", &to, "back again");
-    assert_eq!(sip.request(&req).unwrap().status.as_u16(), 202);
+    assert_eq!(sip.send_message("alice@127.0.0.1", &to, "back again"), 202);
     romeo.expect_presence(&alice, "available", WAIT);
 }
 
