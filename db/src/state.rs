@@ -1025,6 +1025,17 @@ pub(crate) struct Due {
     pub(crate) bound: i64,
 }
 
+impl Due {
+    /// Rows whose `expires_at` has come by `now`: the sweep of every table that expires.
+    pub(crate) fn expired(now: i64) -> Self {
+        Self {
+            column: "expires_at",
+            op: "<=",
+            bound: now,
+        }
+    }
+}
+
 /// When the next timer-driven transitions are due: the earliest times in the
 /// store, whichever gateway wrote them. `None` where a table has nothing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -395,11 +395,7 @@ impl Store {
         idle_before: Option<i64>,
         limit: usize,
     ) -> Result<Vec<Session>, Error> {
-        let mut due = vec![Due {
-            column: "expires_at",
-            op: "<=",
-            bound: now,
-        }];
+        let mut due = vec![Due::expired(now)];
         if let Some(idle) = idle_before {
             due.push(Due {
                 column: "last_activity",
@@ -614,12 +610,7 @@ impl Store {
         now: i64,
         limit: usize,
     ) -> Result<Vec<SipSubscription>, Error> {
-        let due = vec![Due {
-            column: "expires_at",
-            op: "<=",
-            bound: now,
-        }];
-        self.sweep(due, limit).await
+        self.sweep(vec![Due::expired(now)], limit).await
     }
 
     // -- sipjab_publications ---------------------------------------------
@@ -672,12 +663,7 @@ impl Store {
         now: i64,
         limit: usize,
     ) -> Result<Vec<Publication>, Error> {
-        let due = vec![Due {
-            column: "expires_at",
-            op: "<=",
-            bound: now,
-        }];
-        self.sweep(due, limit).await
+        self.sweep(vec![Due::expired(now)], limit).await
     }
 
     // -- sipjab_rooms ----------------------------------------------------
