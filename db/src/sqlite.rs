@@ -91,43 +91,25 @@ impl Sqlite {
     }
 
     /// Creates the file, its directory and the schema as needed.
+    ///
+    /// Several gateways (or `db init` beside a gateway) may do this at once. Switching a new
+    /// file to WAL can then fail with `SQLITE_BUSY` without SQLite waiting in the busy
+    /// handler, so a busy failure is tried again, for up to the busy timeout.
     pub(crate) async fn init(path: &Path) -> Result<Self, Error> {
         let path = path.to_owned();
         let conn = tokio::task::spawn_blocking(move || -> Result<Connection, Error> {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-                    path: PathBuf::from(dir),
-                    source,
-                })?;
+            let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+            loop {
+                match init_once(&path) {
+                    Err(Error::Sqlite(e))
+                        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    other => return other,
+                }
             }
-            let mut conn = Connection::open(&path)?;
-            conn.busy_timeout(BUSY_TIMEOUT)?;
-            // journal_mode answers with a row, so it is a query, not a batch.
-            let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-            configure(&conn)?;
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute_batch(schema::SQLITE_DDL)?;
-            match version(&tx)? {
-                None => {
-                    tx.execute(
-                        "INSERT INTO sipjab_schema (version) VALUES (?1)",
-                        [SCHEMA_VERSION],
-                    )?;
-                }
-                Some(v) if v > SCHEMA_VERSION => {
-                    return Err(Error::SchemaTooNew {
-                        found: v,
-                        supported: SCHEMA_VERSION,
-                    });
-                }
-                // The DDL above created the newer tables; record them.
-                Some(v) if v < SCHEMA_VERSION => {
-                    tx.execute("UPDATE sipjab_schema SET version = ?1", [SCHEMA_VERSION])?;
-                }
-                Some(_) => {}
-            }
-            tx.commit()?;
-            Ok(conn)
         })
         .await??;
         Self::spawn(conn)
@@ -683,6 +665,45 @@ fn juid_of(c: &Connection, sip: &SipAor) -> Result<i64, Error> {
         .ok_or_else(|| Error::UnknownAccount {
             sip: sip.to_string(),
         })
+}
+
+/// One attempt of [`Sqlite::init`]: the directory, the file in WAL mode, the schema and
+/// its version, in one `BEGIN IMMEDIATE` transaction.
+fn init_once(path: &Path) -> Result<Connection, Error> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+            path: PathBuf::from(dir),
+            source,
+        })?;
+    }
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // journal_mode answers with a row, so it is a query, not a batch.
+    let _mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+    configure(&conn)?;
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(schema::SQLITE_DDL)?;
+    match version(&tx)? {
+        None => {
+            tx.execute(
+                "INSERT INTO sipjab_schema (version) VALUES (?1)",
+                [SCHEMA_VERSION],
+            )?;
+        }
+        Some(v) if v > SCHEMA_VERSION => {
+            return Err(Error::SchemaTooNew {
+                found: v,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        // The DDL above created the newer tables; record them.
+        Some(v) if v < SCHEMA_VERSION => {
+            tx.execute("UPDATE sipjab_schema SET version = ?1", [SCHEMA_VERSION])?;
+        }
+        Some(_) => {}
+    }
+    tx.commit()?;
+    Ok(conn)
 }
 
 /// Per-connection settings: the busy timeout, and `synchronous = NORMAL` if
