@@ -1,8 +1,13 @@
 //! Header fields (RFC 3261 section 7.3 and 20): an ordered list of raw lines plus typed
 //! accessors for the fields a gateway needs. Values are parsed when asked for, so a
 //! message with one bad header still parses and can be answered with a 400.
+//!
+//! Via, From and To are read by every layer a request passes (transport, checks,
+//! transaction key, response routing, the gateway core), so their parsed form is kept
+//! after the first successful read and dropped by any change to the lines.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 use crate::Error;
 use crate::message::Method;
@@ -54,8 +59,42 @@ pub struct Header {
 }
 
 /// All header lines in order, repeated names and comma lists both kept.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(Vec<Header>);
+#[derive(Debug, Clone, Default)]
+pub struct Headers {
+    lines: Vec<Header>,
+    parsed: Parsed,
+}
+
+/// Typed values already read from the lines: only successes are kept (an error is
+/// rare and found again by parsing). `OnceLock` rather than `OnceCell` keeps a borrowed
+/// request usable across an `.await` in a spawned task.
+#[derive(Debug, Clone, Default)]
+struct Parsed {
+    top_via: OnceLock<Option<Via>>,
+    vias: OnceLock<Vec<Via>>,
+    from: OnceLock<Option<NameAddr>>,
+    to: OnceLock<Option<NameAddr>>,
+}
+
+/// The cached value, or the parse's result (kept when it succeeded).
+fn cached<T: Clone>(
+    cell: &OnceLock<T>,
+    parse: impl FnOnce() -> Result<T, Error>,
+) -> Result<T, Error> {
+    if let Some(v) = cell.get() {
+        return Ok(v.clone());
+    }
+    let v = parse()?;
+    Ok(cell.get_or_init(|| v).clone())
+}
+
+impl PartialEq for Headers {
+    fn eq(&self, other: &Self) -> bool {
+        self.lines == other.lines
+    }
+}
+
+impl Eq for Headers {}
 
 impl Headers {
     /// An empty list.
@@ -63,9 +102,15 @@ impl Headers {
         Self::default()
     }
 
+    /// The lines, to change; what was parsed from them is forgotten.
+    fn lines_mut(&mut self) -> &mut Vec<Header> {
+        self.parsed = Parsed::default();
+        &mut self.lines
+    }
+
     /// Appends a line.
     pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.0.push(Header {
+        self.lines_mut().push(Header {
             name: name.into(),
             value: value.into(),
         });
@@ -73,7 +118,7 @@ impl Headers {
 
     /// Inserts a line first (used for a new top Via).
     pub fn push_front(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.0.insert(
+        self.lines_mut().insert(
             0,
             Header {
                 name: name.into(),
@@ -84,17 +129,18 @@ impl Headers {
 
     /// Removes every line of that field.
     pub fn remove(&mut self, name: &str) {
-        self.0.retain(|h| !same_name(&h.name, name));
+        self.lines_mut().retain(|h| !same_name(&h.name, name));
     }
 
     /// Replaces every line of that field by one line, keeping the first line's position.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let value = value.into();
-        match self.0.iter().position(|h| same_name(&h.name, name)) {
+        let lines = self.lines_mut();
+        match lines.iter().position(|h| same_name(&h.name, name)) {
             Some(i) => {
-                self.0[i].value = value;
+                lines[i].value = value;
                 let mut seen = 0;
-                self.0.retain(|h| {
+                lines.retain(|h| {
                     if same_name(&h.name, name) {
                         seen += 1;
                         seen == 1
@@ -109,22 +155,22 @@ impl Headers {
 
     /// All lines in order.
     pub fn iter(&self) -> std::slice::Iter<'_, Header> {
-        self.0.iter()
+        self.lines.iter()
     }
 
     /// Number of lines.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.lines.len()
     }
 
     /// Whether there are no lines.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.lines.is_empty()
     }
 
     /// The raw lines of one field, in order.
     pub fn lines<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
-        self.0
+        self.lines
             .iter()
             .filter(move |h| same_name(&h.name, name))
             .map(|h| h.value.as_str())
@@ -164,7 +210,7 @@ impl Headers {
     fn single_listless(&self, name: &'static str) -> Result<Option<&str>, Error> {
         let v = self.single(name)?;
         if let Some(v) = v
-            && split_quoted(v, b',').len() > 1
+            && split_quoted(v, b',').nth(1).is_some()
         {
             return Err(Error::Multiple(name));
         }
@@ -173,29 +219,34 @@ impl Headers {
 
     /// All Via values, top first (RFC 3261 20.42).
     pub fn vias(&self) -> Result<Vec<Via>, Error> {
-        self.values("Via").into_iter().map(Via::parse).collect()
+        cached(&self.parsed.vias, || {
+            self.lines("Via")
+                .flat_map(|l| split_quoted(l, b','))
+                .map(|v| Via::parse(v.trim()))
+                .collect()
+        })
     }
 
-    /// The top Via.
+    /// The top Via. A bad Via further down does not make this an error.
     pub fn top_via(&self) -> Result<Option<Via>, Error> {
-        // The first value of the first line, without splitting every Via line: this runs
-        // several times per message.
-        let first = self
-            .lines("Via")
-            .next()
-            .and_then(|l| split_quoted(l, b',').into_iter().next());
-        match first {
-            Some(v) => Via::parse(v.trim()).map(Some),
-            None => Ok(None),
+        if let Some(vias) = self.parsed.vias.get() {
+            return Ok(vias.first().cloned());
         }
+        cached(&self.parsed.top_via, || {
+            self.lines("Via")
+                .next()
+                .and_then(|l| split_quoted(l, b',').next())
+                .map(|v| Via::parse(v.trim()))
+                .transpose()
+        })
     }
 
     /// Replaces the top Via value (the rest of its line is kept), e.g. to add `received`.
     pub fn set_top_via(&mut self, via: &Via) {
-        if let Some(h) = self.0.iter_mut().find(|h| same_name(&h.name, "Via")) {
-            let parts = split_quoted(&h.value, b',');
+        let lines = self.lines_mut();
+        if let Some(h) = lines.iter_mut().find(|h| same_name(&h.name, "Via")) {
             let mut v = via.to_string();
-            for p in parts.iter().skip(1) {
+            for p in split_quoted(&h.value, b',').skip(1) {
                 v.push_str(", ");
                 v.push_str(p.trim());
             }
@@ -203,16 +254,19 @@ impl Headers {
         } else {
             self.push_front("Via", via.to_string());
         }
+        let top = OnceLock::new();
+        let _ = top.set(Some(via.clone()));
+        self.parsed.top_via = top;
     }
 
     /// From (RFC 3261 20.20).
     pub fn from(&self) -> Result<Option<NameAddr>, Error> {
-        self.name_addr("From")
+        cached(&self.parsed.from, || self.name_addr("From"))
     }
 
     /// To (RFC 3261 20.39).
     pub fn to(&self) -> Result<Option<NameAddr>, Error> {
-        self.name_addr("To")
+        cached(&self.parsed.to, || self.name_addr("To"))
     }
 
     fn name_addr(&self, name: &'static str) -> Result<Option<NameAddr>, Error> {
@@ -335,7 +389,7 @@ impl<'a> IntoIterator for &'a Headers {
     type Item = &'a Header;
     type IntoIter = std::slice::Iter<'a, Header>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.lines.iter()
     }
 }
 

@@ -5,7 +5,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::Error;
 use crate::header::{Header, Headers, NameAddr, same_name};
-use crate::uri::{Uri, is_token_char};
+use crate::uri::{Uri, is_token_char, split_quoted};
 
 /// A request method: the ones a SIP stack commonly meets, plus any extension token.
 ///
@@ -415,7 +415,6 @@ fn serialize(start: &str, headers: &Headers, body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A To-tag that is the same for retransmissions of one request.
 /// The request's headers a reply copies (RFC 3261 8.2.6), each with the To-tag to add.
 fn answer_headers(
     req: &Request,
@@ -428,9 +427,12 @@ fn answer_headers(
         {
             Some((h, None))
         } else if same_name(&h.name, "To") {
-            let tag = (status.as_u16() > 100
-                && NameAddr::parse(&h.value, "To").is_ok_and(|to| to.tag().is_none()))
-            .then(|| local_tag(req));
+            let untagged = match req.headers.to() {
+                Ok(Some(to)) => to.tag().is_none(),
+                // Several To lines: each is judged on its own.
+                _ => NameAddr::parse(&h.value, "To").is_ok_and(|to| to.tag().is_none()),
+            };
+            let tag = (status.as_u16() > 100 && untagged).then(|| local_tag(req));
             Some((h, tag))
         } else {
             None
@@ -438,12 +440,17 @@ fn answer_headers(
     })
 }
 
+/// A To-tag that is the same for retransmissions of one request.
 fn local_tag(req: &Request) -> String {
     let mut h = DefaultHasher::new();
     for name in ["Call-ID", "From", "CSeq"] {
         req.headers.get(name).hash(&mut h);
     }
-    req.headers.values("Via").first().hash(&mut h);
+    let top_via = req.headers.lines("Via").next();
+    top_via
+        .and_then(|l| split_quoted(l, b',').next())
+        .map(str::trim)
+        .hash(&mut h);
     format!("sj{:016x}", h.finish())
 }
 

@@ -427,10 +427,53 @@ pub(crate) fn is_token_char(b: u8) -> bool {
         )
 }
 
-/// Splits on `sep` outside double quotes (with `\` escapes) and angle brackets.
-pub(crate) fn split_quoted(s: &str, sep: u8) -> Vec<&str> {
-    let mut out = Vec::new();
-    let (mut quoted, mut escaped, mut angle, mut start) = (false, false, false, 0);
+/// Splits on `sep` outside double quotes (with `\\` escapes) and angle brackets.
+///
+/// An iterator, as header values are split on every read of Via, From and To; a value
+/// without quotes or brackets (most of them) is split by a plain byte search.
+pub(crate) fn split_quoted(s: &str, sep: u8) -> SplitQuoted<'_> {
+    SplitQuoted {
+        rest: Some(s),
+        sep,
+        plain: !s.bytes().any(|b| b == b'"' || b == b'<'),
+    }
+}
+
+/// The parts [`split_quoted`] yields.
+pub(crate) struct SplitQuoted<'a> {
+    /// What is left to split; `None` once the last part is out.
+    rest: Option<&'a str>,
+    sep: u8,
+    /// No quotes or brackets: every `sep` splits.
+    plain: bool,
+}
+
+impl<'a> Iterator for SplitQuoted<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let s = self.rest?;
+        let end = if self.plain {
+            s.bytes().position(|b| b == self.sep)
+        } else {
+            separator_outside_quotes(s, self.sep)
+        };
+        match end {
+            Some(i) => {
+                self.rest = Some(&s[i + 1..]);
+                Some(&s[..i])
+            }
+            None => {
+                self.rest = None;
+                Some(s)
+            }
+        }
+    }
+}
+
+/// The first `sep` outside double quotes and angle brackets.
+fn separator_outside_quotes(s: &str, sep: u8) -> Option<usize> {
+    let (mut quoted, mut escaped, mut angle) = (false, false, false);
     for (i, b) in s.bytes().enumerate() {
         if quoted {
             match (escaped, b) {
@@ -445,15 +488,11 @@ pub(crate) fn split_quoted(s: &str, sep: u8) -> Vec<&str> {
             b'"' => quoted = true,
             b'<' => angle = true,
             b'>' => angle = false,
-            _ if b == sep && !angle => {
-                out.push(&s[start..i]);
-                start = i + 1;
-            }
+            _ if b == sep && !angle => return Some(i),
             _ => {}
         }
     }
-    out.push(&s[start..]);
-    out
+    None
 }
 
 #[cfg(test)]
