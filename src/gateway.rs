@@ -12,7 +12,8 @@
 //!   `delay_time` are dropped with an ERROR notice to their sender. The queue is bounded; past
 //!   the bound, MESSAGEs get 503 with Retry-After.
 //! - **stanzas sent for SIP users**, by stanza id, so that an XMPP error reply becomes an ERROR
-//!   notice naming the destination, the condition and the first line of the text.
+//!   notice naming the destination, the condition and the first line of the text
+//!   ([`crate::sent_log`]).
 //! - **MESSAGEs sent for XMPP users**, by token, so that a SIP error answer becomes an error
 //!   stanza to the XMPP sender, mapped by RFC 7247 §7.2.
 
@@ -29,18 +30,9 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use crate::address::{AddressRules, XmppTarget};
 use crate::error_map::{condition_for_status, condition_name, error_type};
+use crate::sent_log::{SentForSip, SentLog};
 use crate::sip_to_xmpp::{Kind, chat_stanza, destination, message_text, reject};
 use crate::xmpp_to_sip::{first_line, message_request};
-
-/// How long an XMPP error reply is matched to the SIP message it answers. Errors from the
-/// local server come back at once, and those from remote servers within seconds.
-const SENT_TTL: Duration = Duration::from_secs(60);
-/// How many sent stanzas are remembered at most; past this the oldest are forgotten, so
-/// memory stays flat whatever the message rate.
-const SENT_MAX: usize = 100_000;
-/// Room made at start for remembered stanzas: a minute at 1,000 messages/s, so the table
-/// does not rehash (and stall the loop) while it fills at that rate.
-const SENT_PRESIZE: usize = 65_536;
 
 /// Where a SIP MESSAGE goes: the destination as the user wrote it, and what it names.
 #[derive(Debug, Clone)]
@@ -99,39 +91,6 @@ struct Queued {
     sent: Option<(u64, SentForSip)>,
 }
 
-/// A stanza sent for a SIP user, awaiting a possible error reply. Up to `SENT_MAX` of these
-/// live for `SENT_TTL`, so the three texts share one allocation.
-#[derive(Debug)]
-struct SentForSip {
-    /// The SIP user to notify (a valid URI), the destination as the user wrote it, and the
-    /// first line of the text, one after the other.
-    texts: Box<str>,
-    /// Where the user and the destination end in `texts`.
-    ends: (usize, usize),
-}
-
-impl SentForSip {
-    fn new(user: &str, destination: &str, first_line: &str) -> Self {
-        let ends = (user.len(), user.len() + destination.len());
-        Self {
-            texts: [user, destination, first_line].concat().into(),
-            ends,
-        }
-    }
-
-    fn user(&self) -> &str {
-        self.texts.get(..self.ends.0).unwrap_or_default()
-    }
-
-    fn destination(&self) -> &str {
-        self.texts.get(self.ends.0..self.ends.1).unwrap_or_default()
-    }
-
-    fn first_line(&self) -> &str {
-        self.texts.get(self.ends.1..).unwrap_or_default()
-    }
-}
-
 /// A MESSAGE sent for an XMPP user, awaiting its final answer.
 #[derive(Debug)]
 struct SentForXmpp {
@@ -150,8 +109,7 @@ pub struct Gateway {
     link_up: bool,
     queue: VecDeque<Queued>,
     /// Keyed by the number in the stanza id (see `next_id`).
-    sent_for_sip: HashMap<u64, SentForSip>,
-    sent_order: VecDeque<(Instant, u64)>,
+    sent_for_sip: SentLog,
     sent_for_xmpp: HashMap<u64, SentForXmpp>,
     outputs: VecDeque<Output>,
     counter: u64,
@@ -160,13 +118,12 @@ pub struct Gateway {
 
 impl Gateway {
     /// A gateway whose link is down until [`Gateway::handle_link_up`].
-    pub fn new(settings: Settings) -> Self {
+    pub fn new(now: Instant, settings: Settings) -> Self {
         Self {
             settings,
             link_up: false,
             queue: VecDeque::new(),
-            sent_for_sip: HashMap::with_capacity(SENT_PRESIZE),
-            sent_order: VecDeque::with_capacity(SENT_PRESIZE),
+            sent_for_sip: SentLog::new(now),
             sent_for_xmpp: HashMap::new(),
             outputs: VecDeque::new(),
             counter: 0,
@@ -196,12 +153,7 @@ impl Gateway {
 
     /// When [`Gateway::handle_timeout`] is due.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let queue = self.queue.front().map(|q| q.at + self.settings.delay_time);
-        let sent = self.sent_order.front().map(|(at, _)| *at + SENT_TTL);
-        match (queue, sent) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        self.queue.front().map(|q| q.at + self.settings.delay_time)
     }
 
     /// The gateway user a stanza is for: the localpart of a `to` in the component domain, the
@@ -281,11 +233,15 @@ impl Gateway {
             fallback = req.uri.to_string();
             fallback.as_str()
         };
-        let sent = SentForSip::new(user, &dest, &first_line(&text.body));
+        let sent = SentForSip {
+            user: user.to_owned(),
+            destination: dest,
+            first_line: first_line(&text.body),
+        };
         let (key, id) = self.next_id();
         let stanza = chat_stanza(&from_jid, &to_jid, id, text, kind);
         if self.link_up {
-            self.remember_sent(now, key, sent);
+            self.sent_for_sip.remember(now, key, &sent);
             self.outputs.push_back(Output::Stanza(stanza));
         } else {
             self.queue.push_back(Queued {
@@ -366,12 +322,12 @@ impl Gateway {
     }
 
     /// An XMPP error reply to a stanza sent for a SIP user: an ERROR notice to that user.
-    fn handle_xmpp_error(&mut self, _now: Instant, msg: Message) {
+    fn handle_xmpp_error(&mut self, now: Instant, msg: Message) {
         let Some(sent) = msg
             .id
             .as_ref()
             .and_then(|id| self.sent_key(&id.0))
-            .and_then(|key| self.sent_for_sip.remove(&key))
+            .and_then(|key| self.sent_for_sip.take(now, key))
         else {
             return;
         };
@@ -392,10 +348,9 @@ impl Gateway {
         };
         let text = format!(
             "ERROR: your message to {} was not delivered ({condition})\n> {}",
-            sent.destination(),
-            sent.first_line()
+            sent.destination, sent.first_line
         );
-        match Uri::parse(sent.user()) {
+        match Uri::parse(&sent.user) {
             Ok(user) => self.notice(user, text),
             Err(e) => tracing::debug!(error = %e, "no notice: the sender's URI is invalid"),
         }
@@ -433,7 +388,7 @@ impl Gateway {
         self.expire_queue(now);
         while let Some(q) = self.queue.pop_front() {
             if let Some((key, sent)) = q.sent {
-                self.remember_sent(now, key, sent);
+                self.sent_for_sip.remember(now, key, &sent);
             }
             self.outputs.push_back(Output::Stanza(q.stanza));
         }
@@ -451,7 +406,7 @@ impl Gateway {
         let sent = stanza
             .attr("id")
             .and_then(|id| self.sent_key(id))
-            .and_then(|key| Some((key, self.sent_for_sip.remove(&key)?)));
+            .and_then(|key| Some((key, self.sent_for_sip.take(now, key)?)));
         self.queue.push_front(Queued {
             at: now,
             stanza,
@@ -459,17 +414,9 @@ impl Gateway {
         });
     }
 
-    /// Timers: queued MESSAGEs past `delay_time`, remembered stanzas past their time.
+    /// Timers: queued MESSAGEs past `delay_time`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.expire_queue(now);
-        while let Some((at, _)) = self.sent_order.front() {
-            if now < *at + SENT_TTL {
-                break;
-            }
-            if let Some((_, id)) = self.sent_order.pop_front() {
-                self.sent_for_sip.remove(&id);
-            }
-        }
     }
 
     fn expire_queue(&mut self, now: Instant) {
@@ -481,13 +428,13 @@ impl Gateway {
                 continue;
             }
             if let Some((_, sent)) = q.sent
-                && let Ok(user) = Uri::parse(sent.user())
+                && let Ok(user) = Uri::parse(&sent.user)
             {
                 let text = format!(
                     "ERROR: your message to {} was not delivered: the Jabber server could not be reached within {} s\n> {}",
-                    sent.destination(),
+                    sent.destination,
                     delay.as_secs(),
-                    sent.first_line()
+                    sent.first_line
                 );
                 self.outputs.push_back(Output::Sip {
                     request: self.notice_request(&user, &text),
@@ -532,16 +479,6 @@ impl Gateway {
         (u32::from_str_radix(nonce, 16).ok()? == self.nonce && !n.starts_with('+'))
             .then(|| n.parse().ok())
             .flatten()
-    }
-
-    fn remember_sent(&mut self, now: Instant, key: u64, sent: SentForSip) {
-        while self.sent_order.len() >= SENT_MAX {
-            if let Some((_, old)) = self.sent_order.pop_front() {
-                self.sent_for_sip.remove(&old);
-            }
-        }
-        self.sent_order.push_back((now, key));
-        self.sent_for_sip.insert(key, sent);
     }
 
     fn reply_message_error(
@@ -649,7 +586,7 @@ mod tests {
     }
 
     fn up(now: Instant) -> Gateway {
-        let mut gw = Gateway::new(settings());
+        let mut gw = Gateway::new(now, settings());
         gw.handle_link_up(now);
         gw
     }
@@ -762,8 +699,9 @@ mod tests {
         assert_eq!(msg.to.unwrap().to_string(), "beta@jabber.org");
     }
 
-    #[test]
-    fn xmpp_error_becomes_error_notice() {
+    /// A SIP MESSAGE goes out as a stanza, and an item-not-found error to it comes back
+    /// `after` later; the outputs that follow.
+    fn error_reply_after(after: Duration) -> Vec<Output> {
         let now = Instant::now();
         let mut gw = up(now);
         send(
@@ -786,8 +724,14 @@ mod tests {
             )
             .into(),
         );
-        gw.handle_stanza(now, error.into(), None);
-        let [(notice, token)] = sip_requests(drain(&mut gw)).try_into().unwrap();
+        gw.handle_stanza(now + after, error.into(), None);
+        drain(&mut gw)
+    }
+
+    #[test]
+    fn xmpp_error_becomes_error_notice() {
+        let outputs = error_reply_after(Duration::from_secs(1));
+        let [(notice, token)] = sip_requests(outputs).try_into().unwrap();
         assert_eq!(token, None);
         assert_eq!(notice.uri.to_string(), "sip:alice@example.com");
         let from = notice.headers.from().unwrap().unwrap();
@@ -867,7 +811,7 @@ mod tests {
     #[test]
     fn queued_while_down_sent_in_order_after_reconnect() {
         let t0 = Instant::now();
-        let mut gw = Gateway::new(settings());
+        let mut gw = Gateway::new(Instant::now(), settings());
         let req = sip_fixture("message-latin1.sip");
         send(&mut gw, t0, &req, Some(&alice())).unwrap();
         send(&mut gw, t0 + Duration::from_secs(1), &req, Some(&alice())).unwrap();
@@ -885,7 +829,7 @@ mod tests {
     #[test]
     fn queued_too_long_is_dropped_with_a_notice() {
         let t0 = Instant::now();
-        let mut gw = Gateway::new(settings());
+        let mut gw = Gateway::new(Instant::now(), settings());
         send(
             &mut gw,
             t0,
@@ -895,7 +839,7 @@ mod tests {
         .unwrap();
         assert_eq!(gw.poll_timeout(), Some(t0 + Duration::from_secs(90)));
         // The record of who to tell outlives the sent-stanza window while queued.
-        gw.handle_timeout(t0 + SENT_TTL + Duration::from_secs(1));
+        gw.handle_timeout(t0 + crate::sent_log::TTL + Duration::from_secs(1));
         assert!(drain(&mut gw).is_empty());
         gw.handle_timeout(t0 + Duration::from_secs(91));
         let [(notice, _)] = sip_requests(drain(&mut gw)).try_into().unwrap();
@@ -905,17 +849,8 @@ mod tests {
     }
 
     #[test]
-    fn remembered_stanzas_are_bounded() {
-        let now = Instant::now();
-        let mut gw = up(now);
-        let req = sip_fixture("message-latin1.sip");
-        for _ in 0..SENT_MAX + 10 {
-            send(&mut gw, now, &req, Some(&alice())).unwrap();
-        }
-        assert_eq!(gw.sent_for_sip.len(), SENT_MAX);
-        assert_eq!(gw.sent_order.len(), SENT_MAX);
-        gw.handle_timeout(now + SENT_TTL);
-        assert!(gw.sent_for_sip.is_empty());
+    fn late_xmpp_error_is_not_matched() {
+        assert!(error_reply_after(crate::sent_log::TTL).is_empty());
     }
 
     #[test]

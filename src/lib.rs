@@ -20,6 +20,8 @@
 //! - [`gateway`]: the message state machine: the delay queue, and the tables that route an
 //!   error back to whoever sent the failed message. Sans-IO: inputs take `now`, outputs are
 //!   polled.
+//! - [`sent_log`]: stanzas sent for SIP users, kept in a fixed block of memory for the error
+//!   replies that may follow.
 //! - [`conference`]: SIP users in MUC rooms (XEP-0045): join, leave, groupchat and private
 //!   messages from rooms, memberships in the store.
 //! - [`registrations`]: REGISTERs handled side by side, in order per user.
@@ -51,6 +53,7 @@ pub mod pidf;
 pub mod presence;
 pub mod registrations;
 pub mod run;
+pub mod sent_log;
 pub mod sip_to_xmpp;
 pub mod watchers;
 pub mod xmpp_to_sip;
