@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -380,24 +380,29 @@ pub enum TableOutput {
 /// keys and heap entries share one [`TransactionId`] allocation through an `Arc`.
 ///
 /// Server transactions are the many ones (at 4,000 requests/s Timer J keeps over 100,000),
-/// so they are kept small: keyed by one string ([`TransactionId::key`]), and their only
-/// timer, J, is always 64*T1 after the response, so a queue in sending order holds the
-/// deadlines, oldest first.
+/// so they are kept small and allocate nothing of their own: keyed by a 128-bit digest of
+/// the [`TransactionId`] ([`ServerKeys`]), and their only timer, J, is always 64*T1 after
+/// the response, so a queue in sending order holds the deadlines, oldest first.
 #[derive(Debug, Default)]
 pub struct TransactionTable {
-    servers: HashMap<Arc<str>, ServerTransaction>,
-    timer_j: VecDeque<(Instant, Arc<str>)>,
+    servers: HashMap<u128, ServerTransaction>,
+    timer_j: VecDeque<(Instant, u128)>,
+    server_keys: ServerKeys,
     clients: HashMap<Arc<TransactionId>, ClientTransaction>,
     timers: BinaryHeap<Reverse<(Instant, Arc<TransactionId>)>>,
     nonce: u64,
     counter: u64,
 }
 
-impl TransactionId {
-    /// The fields in one string, for the server side's map: one allocation, not three.
-    /// Newline cannot occur in any of them (header values are unfolded).
-    fn key(&self) -> Arc<str> {
-        format!("{}\n{}\n{}", self.method, self.sent_by, self.branch).into()
+/// Server transaction keys: a [`TransactionId`] hashed by two SipHashes with keys drawn at
+/// random per table, 128 bits in all. Peers cannot aim at a collision without the keys, and
+/// by chance one among a million live transactions has odds below 2^-88.
+#[derive(Debug, Default)]
+struct ServerKeys(RandomState, RandomState);
+
+impl ServerKeys {
+    fn key(&self, id: &TransactionId) -> u128 {
+        (u128::from(self.0.hash_one(id)) << 64) | u128::from(self.1.hash_one(id))
     }
 }
 
@@ -414,12 +419,28 @@ impl TransactionTable {
     /// [`TransactionTable::new`] with room for `servers` server transactions and their
     /// Timer J deadlines: sized for the expected load (rate times 32 s), the map never
     /// rehashes while it fills, which would stall the loop for a moment at each doubling.
-    pub fn with_capacity(nonce: u64, servers: usize) -> Self {
-        Self {
+    ///
+    /// The room is written once here, so its memory is resident from the start: the
+    /// process does not grow while the table fills (`now` is only a filler value).
+    pub fn with_capacity(nonce: u64, servers: usize, now: Instant) -> Self {
+        let mut table = Self {
             servers: HashMap::with_capacity(servers),
             timer_j: VecDeque::with_capacity(servers),
             ..Self::new(nonce)
+        };
+        let filler = || {
+            ServerTransaction::new(Target {
+                addr: (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+                transport: crate::route::TransportKind::Udp,
+            })
+        };
+        for key in 0..servers as u128 {
+            table.servers.insert(key, filler());
         }
+        table.servers.clear();
+        table.timer_j.resize(servers, (now, 0));
+        table.timer_j.clear();
+        table
     }
 
     /// A fresh branch for a request we send (RFC 3261 8.1.1.7).
@@ -446,7 +467,7 @@ impl TransactionTable {
             ));
         }
         let id = TransactionId::for_request(req)?;
-        let key = id.key();
+        let key = self.server_keys.key(&id);
         if let Some(t) = self.servers.get(&key) {
             return Ok(RequestDisposition::Retransmission(
                 t.handle_retransmission(req),
@@ -468,12 +489,7 @@ impl TransactionTable {
         resp: &Response,
         now: Instant,
     ) -> Result<(Target, WireBytes), Error> {
-        // The map's own key, so that the Timer J queue shares its allocation.
-        let key = self
-            .servers
-            .get_key_value(id.key().as_ref())
-            .map(|(k, _)| Arc::clone(k))
-            .ok_or_else(|| Error::Transaction("no such server transaction".into()))?;
+        let key = self.server_keys.key(id);
         let Some(t) = self.servers.get_mut(&key) else {
             return Err(Error::Transaction("no such server transaction".into()));
         };
@@ -685,7 +701,7 @@ mod tests {
     #[test]
     fn server_absorbs_retransmissions_and_resends_final() {
         let t0 = Instant::now();
-        let mut table = TransactionTable::new(1);
+        let mut table = TransactionTable::with_capacity(1, 16, t0);
         let r = req("z9hG4bKabc", "MESSAGE");
         let src = target(TransportKind::Udp);
         let RequestDisposition::New(id) = table.handle_request(&r, src, t0).unwrap() else {
