@@ -62,7 +62,9 @@ pub struct Header {
 #[derive(Debug, Clone, Default)]
 pub struct Headers {
     lines: Vec<Header>,
-    parsed: Parsed,
+    /// Boxed, and made on the first typed read: messages are moved around whole, and
+    /// most built ones are never read.
+    parsed: OnceLock<Box<Parsed>>,
 }
 
 /// Typed values already read from the lines: only successes are kept (an error is
@@ -104,8 +106,13 @@ impl Headers {
 
     /// The lines, to change; what was parsed from them is forgotten.
     fn lines_mut(&mut self) -> &mut Vec<Header> {
-        self.parsed = Parsed::default();
+        self.parsed = OnceLock::new();
         &mut self.lines
+    }
+
+    /// What has been parsed so far.
+    fn parsed(&self) -> &Parsed {
+        self.parsed.get_or_init(Box::default)
     }
 
     /// Appends a line.
@@ -219,7 +226,7 @@ impl Headers {
 
     /// All Via values, top first (RFC 3261 20.42).
     pub fn vias(&self) -> Result<Vec<Via>, Error> {
-        cached(&self.parsed.vias, || {
+        cached(&self.parsed().vias, || {
             self.lines("Via")
                 .flat_map(|l| split_quoted(l, b','))
                 .map(|v| Via::parse(v.trim()))
@@ -229,10 +236,10 @@ impl Headers {
 
     /// The top Via. A bad Via further down does not make this an error.
     pub fn top_via(&self) -> Result<Option<Via>, Error> {
-        if let Some(vias) = self.parsed.vias.get() {
+        if let Some(vias) = self.parsed().vias.get() {
             return Ok(vias.first().cloned());
         }
-        cached(&self.parsed.top_via, || {
+        cached(&self.parsed().top_via, || {
             self.lines("Via")
                 .next()
                 .and_then(|l| split_quoted(l, b',').next())
@@ -254,19 +261,17 @@ impl Headers {
         } else {
             self.push_front("Via", via.to_string());
         }
-        let top = OnceLock::new();
-        let _ = top.set(Some(via.clone()));
-        self.parsed.top_via = top;
+        let _ = self.parsed().top_via.set(Some(via.clone()));
     }
 
     /// From (RFC 3261 20.20).
     pub fn from(&self) -> Result<Option<NameAddr>, Error> {
-        cached(&self.parsed.from, || self.name_addr("From"))
+        cached(&self.parsed().from, || self.name_addr("From"))
     }
 
     /// To (RFC 3261 20.39).
     pub fn to(&self) -> Result<Option<NameAddr>, Error> {
-        cached(&self.parsed.to, || self.name_addr("To"))
+        cached(&self.parsed().to, || self.name_addr("To"))
     }
 
     fn name_addr(&self, name: &'static str) -> Result<Option<NameAddr>, Error> {
