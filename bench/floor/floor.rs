@@ -6,7 +6,7 @@
 //! floor s2x --secret S [--component ADDR] [--domain D] [--sip ADDR]
 //!           [--from JID] [--to JID]
 //! floor x2s --secret S [--component ADDR] [--domain D] [--sip ADDR] --proxy ADDR
-//!           [--from SIP-URI] [--to SIP-URI]
+//!           [--from SIP-URI] [--to SIP-URI] [--lazy-answers]
 //! ```
 //!
 //! Both modes first log in to the XMPP server as an XEP-0114 component (stream header, then
@@ -22,6 +22,12 @@
 //!   MESSAGE to `--proxy` with the stanza's body (the shape and size of sipjab's, about 370
 //!   bytes), and receive the proxy's 200 on a second thread. That is a `read` (or less, when
 //!   several stanzas come in one segment), one `sendto` and one `recvfrom` per message.
+//!   With `--lazy-answers`, no thread: the socket is non-blocking and the 200s that are in
+//!   its buffer are read before each wait for stanzas. A 200 to a MESSAGE only stops its
+//!   retransmissions (RFC 3261 Timer E, 500 ms), so it can wait for the next stanza; the
+//!   relay then wakes once per message instead of twice, for one more system call (the
+//!   `recvfrom` that finds the buffer empty). The read of stanzas times out after 100 ms
+//!   so that the last 200s, and `floor-stats`, do not wait for ever.
 //!
 //! A datagram `floor-stats` on the SIP socket makes it print `stats messages=N user_ns=U` on
 //! stdout: the messages relayed so far and the wall time spent between system calls on
@@ -52,7 +58,7 @@
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Messages relayed, and nanoseconds spent on them between system calls (one writer: the
 /// relaying thread).
@@ -72,6 +78,8 @@ struct Args {
     proxy: Option<String>,
     from: Option<String>,
     to: Option<String>,
+    /// x2s: read the 200s without waiting, before each wait for stanzas, not on a thread.
+    lazy_answers: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -91,8 +99,13 @@ fn parse_args() -> Result<Args, String> {
         proxy: None,
         from: None,
         to: None,
+        lazy_answers: false,
     };
     while let Some(flag) = it.next() {
+        if flag == "--lazy-answers" {
+            args.lazy_answers = true;
+            continue;
+        }
         let value = it.next().ok_or(format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--component" => args.component = value,
@@ -274,18 +287,26 @@ fn x2s(args: &Args) -> io::Result<()> {
     let to = args.to.as_deref().unwrap_or("sip:alice@127.0.0.1");
     let sock = UdpSocket::bind(&args.sip)?;
     let local = sock.local_addr()?;
-    // The 200s: a thread blocked in recvfrom, the cheapest wait std offers (it has no poll).
-    // Its user-space work (a comparison) is not timed.
-    let answers = sock.try_clone()?;
-    std::thread::spawn(move || {
-        let mut buf = vec![0u8; 65536];
-        while let Ok((len, _)) = answers.recv_from(&mut buf) {
-            if &buf[..len] == STATS && print_stats().is_err() {
-                return;
+    let mut answer = vec![0u8; 65536];
+    if args.lazy_answers {
+        sock.set_nonblocking(true)?;
+    } else {
+        // The 200s: a thread blocked in recvfrom, the cheapest wait std offers (it has no
+        // poll). Its user-space work (a comparison) is not timed.
+        let answers = sock.try_clone()?;
+        let mut answer = std::mem::take(&mut answer);
+        std::thread::spawn(move || {
+            while let Ok((len, _)) = answers.recv_from(&mut answer) {
+                if &answer[..len] == STATS && print_stats().is_err() {
+                    return;
+                }
             }
-        }
-    });
+        });
+    }
     let (mut link, rest) = component_login(&args.component, &args.domain, &args.secret)?;
+    if args.lazy_answers {
+        link.set_read_timeout(Some(Duration::from_millis(100)))?;
+    }
     ready()?;
     let nonce = nonce();
     let mut request = Vec::with_capacity(1024);
@@ -317,12 +338,38 @@ fn x2s(args: &Args) -> io::Result<()> {
         if end == buf.len() {
             buf.resize(2 * end, 0); // a stanza larger than the buffer
         }
-        let got = link.read(&mut buf[end..])?;
+        if args.lazy_answers {
+            read_answers(&sock, &mut answer)?;
+        }
+        let got = match link.read(&mut buf[end..]) {
+            Err(e) if args.lazy_answers && is_timeout(&e) => continue,
+            r => r?,
+        };
         if got == 0 {
             return Ok(());
         }
         end += got;
     }
+}
+
+/// Reads what the non-blocking socket holds: the 200s, and `floor-stats`.
+fn read_answers(sock: &UdpSocket, buf: &mut [u8]) -> io::Result<()> {
+    loop {
+        match sock.recv_from(buf) {
+            Ok((len, _)) if &buf[..len] == STATS => print_stats()?,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A read timeout is `WouldBlock` on Unix and `TimedOut` on Windows.
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// A SIP MESSAGE like sipjab's (same headers, same order), appended to `out`. The body is the
