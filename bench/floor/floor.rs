@@ -31,10 +31,12 @@
 //!
 //! A datagram `floor-stats` on the SIP socket makes it print `stats messages=N user_ns=U` on
 //! stdout: the messages relayed so far and the wall time spent between system calls on
-//! them, timed with `Instant` (the user-space part of the relay's CPU, measured because the
-//! kernel's utime/stime cannot split it: with tick-based accounting, a process that runs
-//! for microseconds at a time is almost never running when a tick samples it, and its
-//! utime/stime ratio is then noise). Timing costs two clock reads (about 50 ns) per message.
+//! them, timed with `Instant`: the user-space part of the relay's CPU. It is measured here
+//! because the kernel's utime/stime cannot tell it: with tick-based accounting they divide
+//! the exact run time in the ratio of the clock ticks that found the process in user or
+//! kernel mode, and for a process that runs microseconds at a time that ratio rests on few
+//! ticks (the same step came out all utime in one run and all stime in another). Timing
+//! costs two clock reads (about 50 ns) per message.
 //!
 //! No parsing beyond finding header lines and `</message>` boundaries, no transactions, no
 //! retransmission handling (a retransmitted MESSAGE is relayed twice), no allocation per
