@@ -96,8 +96,8 @@ pub fn check_request(req: &Request) -> Result<(), Rejection> {
             return Err(Rejection::bad(format!("Missing {name} header")));
         }
     }
-    let vias = h.vias().map_err(from_header_error)?;
-    if vias.first().and_then(|v| v.branch()) == Some(crate::transaction::MAGIC_COOKIE) {
+    let top_via = h.top_via().map_err(from_header_error)?;
+    if top_via.as_ref().and_then(|v| v.branch()) == Some(crate::transaction::MAGIC_COOKIE) {
         // RFC 4475 3.2.1: a branch of just the cookie identifies nothing.
         return Err(Rejection::bad("Via branch is only the magic cookie"));
     }

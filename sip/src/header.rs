@@ -33,6 +33,7 @@ const COMPACT: &[(&str, &str)] = &[
 ];
 
 /// The long form of a header name (compact forms expanded), for comparisons.
+#[inline]
 pub fn long_name(name: &str) -> &str {
     if name.len() == 1 {
         for (c, long) in COMPACT {
@@ -45,6 +46,7 @@ pub fn long_name(name: &str) -> &str {
 }
 
 /// Whether two header names denote the same field (case and compact form ignored).
+#[inline]
 pub fn same_name(a: &str, b: &str) -> bool {
     long_name(a).eq_ignore_ascii_case(long_name(b))
 }
@@ -246,6 +248,21 @@ impl Headers {
                 .map(|v| Via::parse(v.trim()))
                 .transpose()
         })
+    }
+
+    /// Takes `source`'s parsed top Via, if it was read: for a list whose Via lines are
+    /// copies of `source`'s (a response's, RFC 3261 8.2.6).
+    pub(crate) fn share_top_via(&mut self, source: &Self) {
+        let Some(parsed) = source.parsed.get() else {
+            return;
+        };
+        let top = match parsed.vias.get() {
+            Some(vias) => Some(vias.first().cloned()),
+            None => parsed.top_via.get().cloned(),
+        };
+        if let Some(top) = top {
+            let _ = self.parsed().top_via.set(top);
+        }
     }
 
     /// Replaces the top Via value (the rest of its line is kept), e.g. to add `received`.

@@ -294,6 +294,7 @@ impl Response {
             resp.headers.push(h.name.clone(), value);
         }
         resp.headers.push("Content-Length", "0");
+        resp.headers.share_top_via(&req.headers);
         resp
     }
 
