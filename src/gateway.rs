@@ -117,7 +117,8 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// A gateway whose link is down until [`Gateway::handle_link_up`].
+    /// A gateway whose link is down until [`Gateway::handle_link_up`]. It takes the memory
+    /// of its sent-stanza log ([`crate::sent_log::LOG_BYTES`]) at once.
     pub fn new(now: Instant, settings: Settings) -> Self {
         Self {
             settings,

@@ -61,12 +61,13 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 const COMMAND_MAX: usize = 1024;
 /// Largest request sent over UDP (RFC 3261 §18.1.1: path MTU 1500 less 200).
 const UDP_MAX: usize = 1300;
-/// Server transactions made room for at start: Timer J (32 s) at 1,000 requests/s.
+/// Server transactions made room for (and the room written) at start: Timer J (32 s) at
+/// 1,000 requests/s.
 const SERVER_TRANSACTIONS: usize = 32_768;
 /// How long a DNS search for a request's target may take.
 const LOCATE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How late the loop may wake for a timer. Timers due close together (a Timer J, K or
-/// remembered stanza per message at high rates) then share one wake-up, and any event
+/// How late the loop may wake for a timer. Timers due close together (a Timer J or K per
+/// message at high rates) then share one wake-up, and any event
 /// runs the due ones first. Timer E (500 ms and up) is the tightest it delays.
 const TIMER_SLACK: Duration = Duration::from_millis(20);
 
