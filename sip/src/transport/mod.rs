@@ -122,7 +122,9 @@ struct Conn {
 #[derive(Debug)]
 struct Shared {
     config: TransportConfig,
-    udp: Vec<Arc<UdpSocket>>,
+    /// Each UDP socket with its bound address (asking the socket would be a system call per
+    /// send).
+    udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
     conns: Mutex<HashMap<SocketAddr, Conn>>,
     permits: Arc<Semaphore>,
     next_id: AtomicU64,
@@ -163,11 +165,12 @@ impl SipTransport {
             match a.transport {
                 TransportKind::Udp => {
                     let s = Arc::new(UdpSocket::bind(a.addr).await?);
+                    let addr = s.local_addr()?;
                     local.push(ListenAddr {
                         transport: a.transport,
-                        addr: s.local_addr()?,
+                        addr,
                     });
-                    udp.push(s);
+                    udp.push((addr, s));
                 }
                 TransportKind::Tcp => {
                     let l = TcpListener::bind(a.addr).await?;
@@ -188,7 +191,7 @@ impl SipTransport {
             incoming: tx,
             shutdown: stop_rx,
         });
-        for s in &shared.udp {
+        for (_, s) in &shared.udp {
             tokio::spawn(udp_loop(shared.clone(), s.clone()));
         }
         for l in tcp {
@@ -239,14 +242,11 @@ impl SipTransport {
     pub async fn send_bytes(&self, bytes: &[u8], target: Target) -> Result<(), Error> {
         match target.transport {
             TransportKind::Udp => {
-                let sock = self
+                let (_, sock) = self
                     .shared
                     .udp
                     .iter()
-                    .find(|s| {
-                        s.local_addr()
-                            .is_ok_and(|l| l.is_ipv4() == target.addr.is_ipv4())
-                    })
+                    .find(|(local, _)| local.is_ipv4() == target.addr.is_ipv4())
                     .ok_or_else(|| {
                         Error::Transport(format!("no UDP socket for {}", target.addr))
                     })?;
