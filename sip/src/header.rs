@@ -2,9 +2,9 @@
 //! accessors for the fields a gateway needs. Values are parsed when asked for, so a
 //! message with one bad header still parses and can be answered with a 400.
 //!
-//! Via, From and To are read by every layer a request passes (transport, checks,
-//! transaction key, response routing, the gateway core), so their parsed form is kept
-//! after the first successful read and dropped by any change to the lines.
+//! Via, From, To and Content-Type are read by every layer a request passes (transport,
+//! checks, transaction key, response routing, the gateway core), so their parsed form is
+//! kept after the first successful read and dropped by any change to the lines.
 
 use std::fmt;
 use std::sync::OnceLock;
@@ -78,6 +78,7 @@ struct Parsed {
     vias: OnceLock<Vec<Via>>,
     from: OnceLock<Option<NameAddr>>,
     to: OnceLock<Option<NameAddr>>,
+    content_type: OnceLock<Option<MediaType>>,
 }
 
 /// The cached value, or the parse's result (kept when it succeeded).
@@ -329,9 +330,11 @@ impl Headers {
 
     /// Content-Type (RFC 3261 20.15).
     pub fn content_type(&self) -> Result<Option<MediaType>, Error> {
-        self.single("Content-Type")?
-            .map(|v| MediaType::parse(v, "Content-Type"))
-            .transpose()
+        cached(&self.parsed().content_type, || {
+            self.single("Content-Type")?
+                .map(|v| MediaType::parse(v, "Content-Type"))
+                .transpose()
+        })
     }
 
     /// Expires in seconds (RFC 3261 20.19).
@@ -519,13 +522,15 @@ impl Via {
 
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "SIP/2.0/{} {}{}",
-            self.transport,
-            self.sent_by(),
-            self.params
-        )
+        // Piece by piece: every request received is stamped and written out again.
+        f.write_str("SIP/2.0/")?;
+        f.write_str(&self.transport)?;
+        f.write_str(" ")?;
+        fmt::Display::fmt(&self.host, f)?;
+        if let Some(p) = self.port {
+            write!(f, ":{p}")?;
+        }
+        fmt::Display::fmt(&self.params, f)
     }
 }
 

@@ -206,9 +206,11 @@ impl fmt::Display for Params {
     /// Writes `;name=value` for each parameter (empty for none).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (n, v) in &self.0 {
-            match v {
-                Some(v) => write!(f, ";{n}={v}")?,
-                None => write!(f, ";{n}")?,
+            f.write_str(";")?;
+            f.write_str(n)?;
+            if let Some(v) = v {
+                f.write_str("=")?;
+                f.write_str(v)?;
             }
         }
         Ok(())
