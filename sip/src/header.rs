@@ -781,6 +781,36 @@ mod tests {
     }
 
     #[test]
+    fn parsed_values_follow_changes_to_the_lines() {
+        let mut h = hs(&[
+            (
+                "Via",
+                "SIP/2.0/UDP a.example.com;branch=z9hG4bK1, SIP/2.0/UDP b",
+            ),
+            ("To", "<sip:bob@example.com>"),
+            ("Content-Type", "text/plain"),
+        ]);
+        assert_eq!(h.top_via().unwrap().unwrap().branch(), Some("z9hG4bK1"));
+        assert_eq!(h.to().unwrap().unwrap().tag(), None);
+        assert_eq!(h.content_type().unwrap().unwrap().subtype, "plain");
+        let mut via = h.top_via().unwrap().unwrap();
+        via.params.set("received", Some("192.0.2.1".into()));
+        h.set_top_via(&via);
+        h.set("To", "<sip:bob@example.com>;tag=t");
+        h.set("Content-Type", "text/html");
+        let top = h.top_via().unwrap().unwrap();
+        assert_eq!(top.received(), "192.0.2.1".parse().ok());
+        assert_eq!(h.vias().unwrap().len(), 2);
+        assert_eq!(h.to().unwrap().unwrap().tag(), Some("t"));
+        assert_eq!(h.content_type().unwrap().unwrap().subtype, "html");
+        h.push("To", "<sip:carol@example.com>");
+        assert!(h.to().is_err(), "two To lines");
+        let copy = h.clone();
+        assert_eq!(copy, h);
+        assert!(copy.to().is_err());
+    }
+
+    #[test]
     fn vias_in_order_across_lines_and_commas() {
         let h = hs(&[
             (
