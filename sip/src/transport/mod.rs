@@ -224,11 +224,18 @@ impl SipTransport {
     /// IPv6 addresses when only IPv4 is bound.
     pub fn can_send(&self, target: Target) -> bool {
         match target.transport {
-            TransportKind::Udp => self.local.iter().any(|l| {
-                l.transport == TransportKind::Udp && l.addr.is_ipv4() == target.addr.is_ipv4()
-            }),
+            TransportKind::Udp => self.udp_socket_for(target.addr).is_some(),
             TransportKind::Tcp => true,
         }
+    }
+
+    /// The UDP socket that sends to `peer`: the first bound one of its address family.
+    fn udp_socket_for(&self, peer: SocketAddr) -> Option<&UdpSocket> {
+        self.shared
+            .udp
+            .iter()
+            .find(|(local, _)| local.is_ipv4() == peer.is_ipv4())
+            .map(|(_, sock)| sock.as_ref())
     }
 
     /// Sends a message: over UDP from a socket of the target's address family, over
@@ -242,14 +249,9 @@ impl SipTransport {
     pub async fn send_bytes(&self, bytes: &[u8], target: Target) -> Result<(), Error> {
         match target.transport {
             TransportKind::Udp => {
-                let (_, sock) = self
-                    .shared
-                    .udp
-                    .iter()
-                    .find(|(local, _)| local.is_ipv4() == target.addr.is_ipv4())
-                    .ok_or_else(|| {
-                        Error::Transport(format!("no UDP socket for {}", target.addr))
-                    })?;
+                let sock = self.udp_socket_for(target.addr).ok_or_else(|| {
+                    Error::Transport(format!("no UDP socket for {}", target.addr))
+                })?;
                 sock.send_to(bytes, target.addr).await?;
                 Ok(())
             }
