@@ -205,6 +205,15 @@ impl Headers {
             .collect()
     }
 
+    /// The first value of a list field (see [`values`](Self::values)), without splitting
+    /// the rest.
+    pub fn first_value(&self, name: &str) -> Option<&str> {
+        self.lines(name)
+            .next()
+            .and_then(|l| split_quoted(l, b',').next())
+            .map(str::trim)
+    }
+
     /// The value of a single-valued field; present twice (as lines or as a comma list
     /// where the grammar has none) is an error (RFC 4475 3.3.8).
     pub fn single(&self, name: &'static str) -> Result<Option<&str>, Error> {
@@ -230,10 +239,7 @@ impl Headers {
     /// All Via values, top first (RFC 3261 20.42).
     pub fn vias(&self) -> Result<Vec<Via>, Error> {
         cached(&self.parsed().vias, || {
-            self.lines("Via")
-                .flat_map(|l| split_quoted(l, b','))
-                .map(|v| Via::parse(v.trim()))
-                .collect()
+            self.values("Via").into_iter().map(Via::parse).collect()
         })
     }
 
@@ -243,11 +249,7 @@ impl Headers {
             return Ok(vias.first().cloned());
         }
         cached(&self.parsed().top_via, || {
-            self.lines("Via")
-                .next()
-                .and_then(|l| split_quoted(l, b',').next())
-                .map(|v| Via::parse(v.trim()))
-                .transpose()
+            self.first_value("Via").map(Via::parse).transpose()
         })
     }
 

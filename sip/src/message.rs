@@ -5,7 +5,7 @@ use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::Error;
 use crate::header::{Header, Headers, NameAddr, same_name};
-use crate::uri::{Uri, is_token_char, split_quoted};
+use crate::uri::{Uri, is_token_char};
 
 /// A request method: the ones a SIP stack commonly meets, plus any extension token.
 ///
@@ -447,11 +447,7 @@ fn local_tag(req: &Request) -> String {
     for name in ["Call-ID", "From", "CSeq"] {
         req.headers.get(name).hash(&mut h);
     }
-    let top_via = req.headers.lines("Via").next();
-    top_via
-        .and_then(|l| split_quoted(l, b',').next())
-        .map(str::trim)
-        .hash(&mut h);
+    req.headers.first_value("Via").hash(&mut h);
     format!("sj{:016x}", h.finish())
 }
 

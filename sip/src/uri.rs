@@ -429,7 +429,7 @@ pub(crate) fn is_token_char(b: u8) -> bool {
         )
 }
 
-/// Splits on `sep` outside double quotes (with `\\` escapes) and angle brackets.
+/// Splits on `sep` outside double quotes (with `\` escapes) and angle brackets.
 ///
 /// An iterator, as header values are split on every read of Via, From and To; a value
 /// without quotes or brackets (most of them) is split by a plain byte search.
