@@ -227,15 +227,13 @@ impl Gateway {
             r.headers.push(("Retry-After".into(), "30".into()));
             return Err(r);
         }
-        let fallback;
         let user = if Uri::parse(&account.sip_id).is_ok() {
-            account.sip_id.as_str()
+            account.sip_id.clone()
         } else {
-            fallback = req.uri.to_string();
-            fallback.as_str()
+            req.uri.to_string()
         };
         let sent = SentForSip {
-            user: user.to_owned(),
+            user,
             destination: dest,
             first_line: first_line(&text.body),
         };

@@ -78,25 +78,24 @@ impl SentLog {
         let line = cut(&sent.first_line, RECORD_MAX - fixed);
         let len = fixed + line.len();
         let mut at = self.end;
-        let offset = (at % LOG_BYTES as u64) as usize;
-        if offset + len > LOG_BYTES {
+        let mut start = (at % LOG_BYTES as u64) as usize;
+        if start + len > LOG_BYTES {
             // Records do not wrap: the rest of this round stays unused.
-            at += (LOG_BYTES - offset) as u64;
+            at += (LOG_BYTES - start) as u64;
+            start = 0;
         }
-        let start = (at % LOG_BYTES as u64) as usize;
         let record = &mut self.log[start..start + len];
         let ms = now.saturating_duration_since(self.epoch).as_millis() as u64;
         record[..8].copy_from_slice(&key.to_le_bytes());
         record[8..16].copy_from_slice(&ms.to_le_bytes());
+        let texts = [sent.user.as_str(), sent.destination.as_str(), line];
         let mut pos = 16;
-        for text in [sent.user.as_str(), sent.destination.as_str()] {
-            // Both fit in u16: `fixed` is at most RECORD_MAX / 2.
+        for text in texts {
+            // Each fits in u16: the record is at most RECORD_MAX bytes.
             record[pos..pos + 2].copy_from_slice(&(text.len() as u16).to_le_bytes());
             pos += 2;
         }
-        record[pos..pos + 2].copy_from_slice(&(line.len() as u16).to_le_bytes());
-        pos += 2;
-        for text in [sent.user.as_str(), sent.destination.as_str(), line] {
+        for text in texts {
             record[pos..pos + text.len()].copy_from_slice(text.as_bytes());
             pos += text.len();
         }
