@@ -67,8 +67,8 @@ const SERVER_TRANSACTIONS: usize = 32_768;
 /// How long a DNS search for a request's target may take.
 const LOCATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How late the loop may wake for a timer. Timers due close together (a Timer J or K per
-/// message at high rates) then share one wake-up, and any event
-/// runs the due ones first. Timer E (500 ms and up) is the tightest it delays.
+/// message at high rates) then share one wake-up, and any event runs the due ones first.
+/// Timer E (500 ms and up) is the tightest it delays.
 const TIMER_SLACK: Duration = Duration::from_millis(20);
 
 /// Runs the gateway until Ctrl-C or SIGTERM.
