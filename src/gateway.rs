@@ -170,8 +170,8 @@ impl Gateway {
     /// Where a SIP MESSAGE goes. Worked out before [`Gateway::handle_message`] so that the
     /// driver can look up the sender's membership when it is a conference.
     pub fn route(&self, req: &Request) -> Result<Route, Rejection> {
-        let to = req.headers.to().ok().flatten().map(|t| t.uri);
-        let (dest, target) = destination(&self.settings.rules, req, to.as_ref())?;
+        let to = req.headers.to().ok().flatten().map(|t| &t.uri);
+        let (dest, target) = destination(&self.settings.rules, req, to)?;
         Ok(Route {
             destination: dest.to_string(),
             target,

@@ -32,12 +32,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use sipjab_component::{ComponentConfig, ComponentLink, Element, LinkEvent, StanzaSender};
-use sipjab_db::{DbUrl, SipAor, Store};
+use sipjab_db::{DbUrl, Scheme, SipAor, Store};
 use sipjab_sip::locate::{DEFAULT_PORT, Destination, DnsLookup};
 use sipjab_sip::transport::{Incoming, SipTransport, TransportConfig};
 use sipjab_sip::{
-    Message, Method, Request, RequestDisposition, Response, StatusCode, TableOutput, Target,
-    TransactionId, TransactionTable, TransportKind, Uri, check_request,
+    Host, Message, Method, Request, RequestDisposition, Response, StatusCode, TableOutput, Target,
+    TransactionId, TransactionTable, TransportKind, Uri, Via, check_request,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -495,8 +495,8 @@ impl Driver {
         {
             return None;
         }
-        let to = req.headers.to().ok().flatten().map(|t| t.uri);
-        let for_gateway = [Some(&req.uri), to.as_ref()]
+        let to = req.headers.to().ok().flatten().map(|t| &t.uri);
+        let for_gateway = [Some(&req.uri), to]
             .into_iter()
             .flatten()
             .filter_map(Uri::as_sip)
@@ -703,8 +703,8 @@ impl Driver {
 
     /// A SUBSCRIBE from a SIP user to a Jabber contact's address.
     async fn subscribe(&mut self, now: Instant, req: &Request) -> Response {
-        let to = req.headers.to().ok().flatten().map(|t| t.uri);
-        let contact = match destination(self.gateway.rules(), req, to.as_ref()) {
+        let to = req.headers.to().ok().flatten().map(|t| &t.uri);
+        let contact = match destination(self.gateway.rules(), req, to) {
             Ok((_, XmppTarget::Contact(jid))) => jid,
             Ok((_, XmppTarget::Conference { room, nick })) => {
                 return self.subscribe_conference(now, req, room, nick).await;
@@ -758,7 +758,18 @@ impl Driver {
             Ok(Some(from)) => from,
             _ => return Err(reject(400, "Bad Request (From)").to_response(req)),
         };
-        let Ok(aor) = SipAor::parse(&from.uri.to_string()) else {
+        let aor = match &from.uri {
+            Uri::Sip(uri) => uri.user.as_deref().and_then(|user| {
+                let scheme = if uri.secure {
+                    Scheme::Sips
+                } else {
+                    Scheme::Sip
+                };
+                SipAor::from_parts(scheme, user, &uri.host.to_string()).ok()
+            }),
+            _ => None,
+        };
+        let Some(aor) = aor else {
             return Ok(None);
         };
         self.accounts.by_sip(now, &aor).await.map_err(|e| {
@@ -965,13 +976,18 @@ impl Driver {
             .transport
             .local_addr(target.transport)
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 5060)));
-        let via = format!(
-            "SIP/2.0/{} {};branch={};rport",
+        let host = match local.ip() {
+            IpAddr::V4(ip) => Host::Ipv4(ip),
+            IpAddr::V6(ip) => Host::Ipv6(ip),
+        };
+        let mut via = Via::new(
             target.transport.via_token(),
-            sent_by(local),
-            self.table.new_branch()
+            host,
+            Some(local.port()),
+            &self.table.new_branch(),
         );
-        request.headers.push_front("Via", via);
+        via.params.set("rport", None);
+        request.headers.push_top_via(via);
         let (id, bytes) = match self.table.send_request(&request, target, now) {
             Ok(sent) => sent,
             Err(e) => return warn!(error = %e, "cannot start a client transaction"),

@@ -447,7 +447,7 @@ pub(crate) fn dialog_headers<'a>(
         req.headers.cseq(),
     ) {
         (Ok(Some(from)), Ok(Some(to)), Ok(Some(call_id)), Ok(Some(cseq))) => {
-            Ok((from, to, call_id, cseq))
+            Ok((from.clone(), to.clone(), call_id, cseq))
         }
         _ => Err(reject(400, "Bad Request (From, To, Call-ID or CSeq)")),
     }

@@ -4,9 +4,11 @@
 //!
 //! Via, From, To and Content-Type are read by every layer a request passes (transport,
 //! checks, transaction key, response routing, the gateway core), so their parsed form is
-//! kept after the first successful read and dropped by any change to the lines.
+//! kept after the first successful read, lent out by reference, and dropped by any change
+//! to the lines. Each line also carries the number of its field among the ones read
+//! often ([`KNOWN`]), found once when the line is made, so a lookup compares numbers.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::OnceLock;
 
 use crate::Error;
@@ -51,6 +53,33 @@ pub fn same_name(a: &str, b: &str) -> bool {
     long_name(a).eq_ignore_ascii_case(long_name(b))
 }
 
+/// The fields every request is searched for, numbered from 1 by their place here.
+const KNOWN: &[&str] = &[
+    "Via",
+    "From",
+    "To",
+    "Call-ID",
+    "CSeq",
+    "Content-Length",
+    "Content-Type",
+    "Max-Forwards",
+    "Contact",
+    "Expires",
+    "Event",
+    "Require",
+    "Proxy-Require",
+    "Subject",
+];
+
+/// A field's number in [`KNOWN`] (compact forms included), 0 for any other field.
+fn field_number(name: &str) -> u8 {
+    let long = long_name(name);
+    KNOWN
+        .iter()
+        .position(|k| k.eq_ignore_ascii_case(long))
+        .map_or(0, |i| i as u8 + 1)
+}
+
 /// One header line as received (folding undone) or as built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
@@ -58,6 +87,40 @@ pub struct Header {
     pub name: String,
     /// The value with surrounding whitespace removed and folded lines joined by one SP.
     pub value: String,
+    /// [`field_number`] of the name.
+    field: u8,
+}
+
+impl Header {
+    /// A line of field `name`.
+    fn new(name: String, value: String) -> Self {
+        let field = field_number(&name);
+        Self { name, value, field }
+    }
+
+    /// Whether the line is of the field `name` ([`Name::of`] made once per lookup).
+    #[inline]
+    pub(crate) fn is(&self, name: &Name<'_>) -> bool {
+        match name.field {
+            0 => self.field == 0 && same_name(&self.name, name.text),
+            n => self.field == n,
+        }
+    }
+}
+
+/// A field name looked up: its number worked out once for all the lines.
+pub(crate) struct Name<'n> {
+    text: &'n str,
+    field: u8,
+}
+
+impl<'n> Name<'n> {
+    pub(crate) fn of(text: &'n str) -> Self {
+        Self {
+            text,
+            field: field_number(text),
+        }
+    }
 }
 
 /// All header lines in order, repeated names and comma lists both kept.
@@ -82,15 +145,12 @@ struct Parsed {
 }
 
 /// The cached value, or the parse's result (kept when it succeeded).
-fn cached<T: Clone>(
-    cell: &OnceLock<T>,
-    parse: impl FnOnce() -> Result<T, Error>,
-) -> Result<T, Error> {
+fn cached<T>(cell: &OnceLock<T>, parse: impl FnOnce() -> Result<T, Error>) -> Result<&T, Error> {
     if let Some(v) = cell.get() {
-        return Ok(v.clone());
+        return Ok(v);
     }
     let v = parse()?;
-    Ok(cell.get_or_init(|| v).clone())
+    Ok(cell.get_or_init(|| v))
 }
 
 impl PartialEq for Headers {
@@ -120,38 +180,33 @@ impl Headers {
 
     /// Appends a line.
     pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.lines_mut().push(Header {
-            name: name.into(),
-            value: value.into(),
-        });
+        let line = Header::new(name.into(), value.into());
+        self.lines_mut().push(line);
     }
 
     /// Inserts a line first (used for a new top Via).
     pub fn push_front(&mut self, name: impl Into<String>, value: impl Into<String>) {
-        self.lines_mut().insert(
-            0,
-            Header {
-                name: name.into(),
-                value: value.into(),
-            },
-        );
+        let line = Header::new(name.into(), value.into());
+        self.lines_mut().insert(0, line);
     }
 
     /// Removes every line of that field.
     pub fn remove(&mut self, name: &str) {
-        self.lines_mut().retain(|h| !same_name(&h.name, name));
+        let name = Name::of(name);
+        self.lines_mut().retain(|h| !h.is(&name));
     }
 
     /// Replaces every line of that field by one line, keeping the first line's position.
     pub fn set(&mut self, name: &str, value: impl Into<String>) {
         let value = value.into();
+        let field = Name::of(name);
         let lines = self.lines_mut();
-        match lines.iter().position(|h| same_name(&h.name, name)) {
+        match lines.iter().position(|h| h.is(&field)) {
             Some(i) => {
                 lines[i].value = value;
                 let mut seen = 0;
                 lines.retain(|h| {
-                    if same_name(&h.name, name) {
+                    if h.is(&field) {
                         seen += 1;
                         seen == 1
                     } else {
@@ -180,9 +235,10 @@ impl Headers {
 
     /// The raw lines of one field, in order.
     pub fn lines<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
+        let name = Name::of(name);
         self.lines
             .iter()
-            .filter(move |h| same_name(&h.name, name))
+            .filter(move |h| h.is(&name))
             .map(|h| h.value.as_str())
     }
 
@@ -236,21 +292,35 @@ impl Headers {
         Ok(v)
     }
 
-    /// All Via values, top first (RFC 3261 20.42).
-    pub fn vias(&self) -> Result<Vec<Via>, Error> {
-        cached(&self.parsed().vias, || {
-            self.values("Via").into_iter().map(Via::parse).collect()
+    /// All Via values, top first (RFC 3261 20.42). A top Via already read is not parsed
+    /// again.
+    pub fn vias(&self) -> Result<&[Via], Error> {
+        let parsed = self.parsed();
+        cached(&parsed.vias, || {
+            let mut values = self.values("Via").into_iter();
+            let mut vias = Vec::with_capacity(values.len());
+            if let Some(Some(top)) = parsed.top_via.get() {
+                values.next();
+                vias.push(top.clone());
+            }
+            for v in values {
+                vias.push(Via::parse(v)?);
+            }
+            Ok(vias)
         })
+        .map(Vec::as_slice)
     }
 
     /// The top Via. A bad Via further down does not make this an error.
-    pub fn top_via(&self) -> Result<Option<Via>, Error> {
-        if let Some(vias) = self.parsed().vias.get() {
-            return Ok(vias.first().cloned());
+    pub fn top_via(&self) -> Result<Option<&Via>, Error> {
+        let parsed = self.parsed();
+        if let Some(vias) = parsed.vias.get() {
+            return Ok(vias.first());
         }
-        cached(&self.parsed().top_via, || {
+        cached(&parsed.top_via, || {
             self.first_value("Via").map(Via::parse).transpose()
         })
+        .map(Option::as_ref)
     }
 
     /// Takes `source`'s parsed top Via, if it was read: for a list whose Via lines are
@@ -268,10 +338,18 @@ impl Headers {
         }
     }
 
+    /// Adds a new top Via line (a request we send), keeping it parsed for the transaction
+    /// key.
+    pub fn push_top_via(&mut self, via: Via) {
+        self.push_front("Via", via.to_string());
+        let _ = self.parsed().top_via.set(Some(via));
+    }
+
     /// Replaces the top Via value (the rest of its line is kept), e.g. to add `received`.
-    pub fn set_top_via(&mut self, via: &Via) {
+    pub fn set_top_via(&mut self, via: Via) {
         let lines = self.lines_mut();
-        if let Some(h) = lines.iter_mut().find(|h| same_name(&h.name, "Via")) {
+        let name = Name::of("Via");
+        if let Some(h) = lines.iter_mut().find(|h| h.is(&name)) {
             let mut v = via.to_string();
             for p in split_quoted(&h.value, b',').skip(1) {
                 v.push_str(", ");
@@ -281,17 +359,17 @@ impl Headers {
         } else {
             self.push_front("Via", via.to_string());
         }
-        let _ = self.parsed().top_via.set(Some(via.clone()));
+        let _ = self.parsed().top_via.set(Some(via));
     }
 
     /// From (RFC 3261 20.20).
-    pub fn from(&self) -> Result<Option<NameAddr>, Error> {
-        cached(&self.parsed().from, || self.name_addr("From"))
+    pub fn from(&self) -> Result<Option<&NameAddr>, Error> {
+        cached(&self.parsed().from, || self.name_addr("From")).map(Option::as_ref)
     }
 
     /// To (RFC 3261 20.39).
-    pub fn to(&self) -> Result<Option<NameAddr>, Error> {
-        cached(&self.parsed().to, || self.name_addr("To"))
+    pub fn to(&self) -> Result<Option<&NameAddr>, Error> {
+        cached(&self.parsed().to, || self.name_addr("To")).map(Option::as_ref)
     }
 
     fn name_addr(&self, name: &'static str) -> Result<Option<NameAddr>, Error> {
@@ -331,12 +409,13 @@ impl Headers {
     }
 
     /// Content-Type (RFC 3261 20.15).
-    pub fn content_type(&self) -> Result<Option<MediaType>, Error> {
+    pub fn content_type(&self) -> Result<Option<&MediaType>, Error> {
         cached(&self.parsed().content_type, || {
             self.single("Content-Type")?
                 .map(|v| MediaType::parse(v, "Content-Type"))
                 .transpose()
         })
+        .map(Option::as_ref)
     }
 
     /// Expires in seconds (RFC 3261 20.19).
@@ -515,10 +594,12 @@ impl Via {
 
     /// The sent-by as written: `host[:port]`, for transaction keys.
     pub fn sent_by(&self) -> String {
-        match self.port {
-            Some(p) => format!("{}:{p}", self.host),
-            None => self.host.to_string(),
+        let mut sent_by = String::with_capacity(48);
+        let _ = write!(sent_by, "{}", self.host);
+        if let Some(p) = self.port {
+            let _ = write!(sent_by, ":{p}");
         }
+        sent_by
     }
 }
 
@@ -795,9 +876,9 @@ mod tests {
         assert_eq!(h.top_via().unwrap().unwrap().branch(), Some("z9hG4bK1"));
         assert_eq!(h.to().unwrap().unwrap().tag(), None);
         assert_eq!(h.content_type().unwrap().unwrap().subtype, "plain");
-        let mut via = h.top_via().unwrap().unwrap();
+        let mut via = h.top_via().unwrap().unwrap().clone();
         via.params.set("received", Some("192.0.2.1".into()));
-        h.set_top_via(&via);
+        h.set_top_via(via);
         h.set("To", "<sip:bob@example.com>;tag=t");
         h.set("Content-Type", "text/html");
         let top = h.top_via().unwrap().unwrap();
@@ -836,9 +917,9 @@ mod tests {
     #[test]
     fn set_top_via_keeps_the_rest() {
         let mut h = hs(&[("Via", "SIP/2.0/UDP a;branch=z9hG4bK1, SIP/2.0/UDP b")]);
-        let mut top = h.top_via().unwrap().unwrap();
+        let mut top = h.top_via().unwrap().unwrap().clone();
         top.params.set("received", Some("192.0.2.1".into()));
-        h.set_top_via(&top);
+        h.set_top_via(top);
         assert_eq!(
             h.get("via"),
             Some("SIP/2.0/UDP a;branch=z9hG4bK1;received=192.0.2.1, SIP/2.0/UDP b")

@@ -4,7 +4,7 @@ use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use crate::Error;
-use crate::header::{Header, Headers, NameAddr, same_name};
+use crate::header::{Header, Headers, Name, NameAddr};
 use crate::uri::{Uri, is_token_char};
 
 /// A request method: the ones a SIP stack commonly meets, plus any extension token.
@@ -246,7 +246,7 @@ impl Request {
     /// The wire form: request line, headers in order, empty line, body.
     pub fn to_bytes(&self) -> Vec<u8> {
         let line = format!("{} {} {}", self.method, self.uri, self.version);
-        serialize(&line, &self.headers, &self.body)
+        serialize(&[line.as_bytes()], &self.headers, &self.body)
     }
 }
 
@@ -331,7 +331,21 @@ impl Response {
 
     /// The wire form: status line, headers in order, empty line, body.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let line = format!("{} {} {}", self.version, self.status, self.reason);
+        // Written piece by piece: every request gets one, and the formatter costs more
+        // than the rest of the line.
+        let code = self.status.as_u16();
+        let digits = [100, 10, 1].map(|d| b'0' + (code / d % 10) as u8);
+        let version = match &self.version {
+            Version::Sip20 => "SIP/2.0",
+            Version::Other(v) => v,
+        };
+        let line: [&[u8]; 5] = [
+            version.as_bytes(),
+            b" ",
+            &digits,
+            b" ",
+            self.reason.as_bytes(),
+        ];
         serialize(&line, &self.headers, &self.body)
     }
 }
@@ -401,9 +415,18 @@ fn set_body(headers: &mut Headers, slot: &mut Vec<u8>, content_type: &str, body:
     *slot = body;
 }
 
-fn serialize(start: &str, headers: &Headers, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(start.len() + 64 * headers.len() + body.len() + 4);
-    out.extend_from_slice(start.as_bytes());
+fn serialize(start: &[&[u8]], headers: &Headers, body: &[u8]) -> Vec<u8> {
+    let size = start.iter().map(|p| p.len()).sum::<usize>()
+        + headers
+            .iter()
+            .map(|h| h.name.len() + h.value.len() + 4)
+            .sum::<usize>()
+        + body.len()
+        + 4;
+    let mut out = Vec::with_capacity(size);
+    for part in start {
+        out.extend_from_slice(part);
+    }
     out.extend_from_slice(b"\r\n");
     for h in headers {
         out.extend_from_slice(h.name.as_bytes());
@@ -421,13 +444,12 @@ fn answer_headers(
     req: &Request,
     status: StatusCode,
 ) -> impl Iterator<Item = (&Header, Option<String>)> {
+    let copied = ["Via", "From", "Call-ID", "CSeq"].map(Name::of);
+    let to = Name::of("To");
     req.headers.iter().filter_map(move |h| {
-        if ["Via", "From", "Call-ID", "CSeq"]
-            .iter()
-            .any(|n| same_name(&h.name, n))
-        {
+        if copied.iter().any(|n| h.is(n)) {
             Some((h, None))
-        } else if same_name(&h.name, "To") {
+        } else if h.is(&to) {
             let untagged = match req.headers.to() {
                 Ok(Some(to)) => to.tag().is_none(),
                 // Several To lines: each is judged on its own.

@@ -1,9 +1,10 @@
 //! Where messages come from and go to: the Via rules of RFC 3261 18.2.1/18.2.2 and
 //! RFC 3581 (`received`, `rport`), kept pure so they are tested without sockets.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::message::{Request, Response};
+use crate::uri::DottedQuad;
 
 /// The transports the gateway listens on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -42,17 +43,23 @@ pub struct Target {
 /// when the sent-by host is not the source IP (or rport was asked for), and `rport`
 /// filled with the source port when the request asked for it.
 pub fn stamp_via(req: &mut Request, source: SocketAddr) {
-    let Ok(Some(mut via)) = req.headers.top_via() else {
+    let Ok(Some(top)) = req.headers.top_via() else {
         return;
     };
-    let wants_rport = via.rport().is_some();
+    let wants_rport = top.rport().is_some();
+    if !wants_rport && top.host.ip() == Some(source.ip()) {
+        return; // Nothing to add: the line stays as it came.
+    }
+    let mut via = top.clone();
     if wants_rport {
         via.params.set("rport", Some(source.port().to_string()));
     }
-    if wants_rport || via.host.ip() != Some(source.ip()) {
-        via.params.set("received", Some(source.ip().to_string()));
-    }
-    req.headers.set_top_via(&via);
+    let received = match source.ip() {
+        IpAddr::V4(v4) => DottedQuad::new(v4).as_str().to_owned(),
+        v6 => v6.to_string(),
+    };
+    via.params.set("received", Some(received));
+    req.headers.set_top_via(via);
 }
 
 /// Where a response goes (RFC 3261 18.2.2, RFC 3581 5): over TCP back on the connection

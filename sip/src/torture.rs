@@ -269,7 +269,8 @@ pub(crate) mod tests {
         // 3.4.1: no Content-Length, the body runs to the end of the datagram.
         assert!(!request("inv2543.dat").body.is_empty());
         // 3.1.1.1: folded Via and odd spacing.
-        let vias = request("wsinv.dat").headers.vias().unwrap();
+        let wsinv = request("wsinv.dat");
+        let vias = wsinv.headers.vias().unwrap();
         assert_eq!(vias.len(), 3);
         assert_eq!(vias[1].branch(), Some("z9hG4bK9ikj8"));
         assert_eq!(vias[1].transport, "TCP");

@@ -46,13 +46,13 @@ impl TransactionId {
             Method::Ack => Method::Invite,
             ref m => m.clone(),
         };
-        let sent_by = via.sent_by().to_ascii_lowercase();
+        let sent_by = lowercase(via.sent_by());
         let branch = match via.branch() {
             Some(b) if b.starts_with(MAGIC_COOKIE) && b.len() > MAGIC_COOKIE.len() => b.to_owned(),
             _ => {
                 let mut h = DefaultHasher::new();
                 req.uri.to_string().hash(&mut h);
-                let tag = |r: Result<Option<crate::NameAddr>, Error>| {
+                let tag = |r: Result<Option<&crate::NameAddr>, Error>| {
                     r.ok().flatten().and_then(|a| a.tag().map(str::to_owned))
                 };
                 tag(req.headers.from()).hash(&mut h);
@@ -90,10 +90,16 @@ impl TransactionId {
             .ok_or_else(|| Error::Transaction("no branch".into()))?;
         Ok(Self {
             branch: branch.to_owned(),
-            sent_by: via.sent_by().to_ascii_lowercase(),
+            sent_by: lowercase(via.sent_by()),
             method: cseq.method,
         })
     }
+}
+
+/// `s` in ASCII lower case, in place (sent-by hosts compare without regard to case).
+fn lowercase(mut s: String) -> String {
+    s.make_ascii_lowercase();
+    s
 }
 
 /// States of RFC 3261 figures 6 and 8.

@@ -100,9 +100,41 @@ impl fmt::Display for Host {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Domain(d) => f.write_str(d),
-            Self::Ipv4(a) => write!(f, "{a}"),
+            Self::Ipv4(a) => f.write_str(DottedQuad::new(*a).as_str()),
             Self::Ipv6(a) => write!(f, "[{a}]"),
         }
+    }
+}
+
+/// An IPv4 address in dotted decimal, written without the formatter, which costs more
+/// than the rest of a Via line: each request's Via, transaction key and `received` need one.
+pub(crate) struct DottedQuad {
+    text: [u8; 15],
+    len: usize,
+}
+
+impl DottedQuad {
+    pub(crate) fn new(addr: Ipv4Addr) -> Self {
+        let mut text = [0; 15];
+        let mut len = 0;
+        for (i, octet) in addr.octets().into_iter().enumerate() {
+            if i > 0 {
+                text[len] = b'.';
+                len += 1;
+            }
+            for (place, shown) in [(100, octet >= 100), (10, octet >= 10), (1, true)] {
+                if shown {
+                    text[len] = b'0' + octet / place % 10;
+                    len += 1;
+                }
+            }
+        }
+        Self { text, len }
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Only digits and dots were written.
+        std::str::from_utf8(&self.text[..self.len]).unwrap_or_default()
     }
 }
 
@@ -500,6 +532,20 @@ fn separator_outside_quotes(s: &str, sep: u8) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dotted_quads_as_std_writes_them() {
+        for a in [
+            "0.0.0.0",
+            "127.0.0.1",
+            "10.200.9.255",
+            "255.255.255.255",
+            "192.0.2.100",
+        ] {
+            let addr: Ipv4Addr = a.parse().unwrap();
+            assert_eq!(DottedQuad::new(addr).as_str(), addr.to_string());
+        }
+    }
 
     #[test]
     fn sip_uri_round_trip_and_decode() {
