@@ -142,6 +142,9 @@ struct Parsed {
     from: OnceLock<Option<NameAddr>>,
     to: OnceLock<Option<NameAddr>>,
     content_type: OnceLock<Option<MediaType>>,
+    /// The To-tag a request's final responses carry: made for the answer and made
+    /// again to recognise it (see `Response::is_plain_answer_to`).
+    answer_tag: OnceLock<String>,
 }
 
 /// The cached value, or the parse's result (kept when it succeeded).
@@ -336,6 +339,11 @@ impl Headers {
         if let Some(top) = top {
             let _ = self.parsed().top_via.set(top);
         }
+    }
+
+    /// The To-tag of the answers to the request these are the lines of, made once.
+    pub(crate) fn answer_tag(&self, make: impl FnOnce() -> String) -> &str {
+        self.parsed().answer_tag.get_or_init(make)
     }
 
     /// Adds a new top Via line (a request we send), keeping it parsed for the transaction

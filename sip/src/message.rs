@@ -286,10 +286,11 @@ impl Response {
     pub fn for_request(req: &Request, status: StatusCode, reason: &str) -> Self {
         let mut resp = Self::new(status, reason);
         for (h, tag) in answer_headers(req, status) {
-            let mut value = h.value.clone();
+            let mut value = String::with_capacity(h.value.len() + tag.map_or(0, |t| t.len() + 5));
+            value.push_str(&h.value);
             if let Some(tag) = tag {
                 value.push_str(";tag=");
-                value.push_str(&tag);
+                value.push_str(tag);
             }
             resp.headers.push(h.name.clone(), value);
         }
@@ -314,7 +315,7 @@ impl Response {
                     .value
                     .strip_prefix(h.value.as_str())
                     .and_then(|rest| rest.strip_prefix(";tag="))
-                    .is_some_and(|t| t == tag),
+                    .is_some_and(|t| t == *tag),
             };
             if m.name != h.name || !same_value {
                 return false;
@@ -443,7 +444,7 @@ fn serialize(start: &[&[u8]], headers: &Headers, body: &[u8]) -> Vec<u8> {
 fn answer_headers(
     req: &Request,
     status: StatusCode,
-) -> impl Iterator<Item = (&Header, Option<String>)> {
+) -> impl Iterator<Item = (&Header, Option<&str>)> {
     let copied = ["Via", "From", "Call-ID", "CSeq"].map(Name::of);
     let to = Name::of("To");
     req.headers.iter().filter_map(move |h| {
@@ -455,7 +456,8 @@ fn answer_headers(
                 // Several To lines: each is judged on its own.
                 _ => NameAddr::parse(&h.value, "To").is_ok_and(|to| to.tag().is_none()),
             };
-            let tag = (status.as_u16() > 100 && untagged).then(|| local_tag(req));
+            let tag = (status.as_u16() > 100 && untagged)
+                .then(|| req.headers.answer_tag(|| local_tag(req)));
             Some((h, tag))
         } else {
             None
