@@ -102,6 +102,54 @@ struct SentForXmpp {
     body: String,
 }
 
+/// A chat message for a SIP user: what goes into its MESSAGE and what an error reply needs.
+#[derive(Debug)]
+struct PlainChat {
+    sender: Jid,
+    to: Jid,
+    id: Option<Id>,
+    body: String,
+    subject: Option<String>,
+}
+
+impl PlainChat {
+    /// The message as most arrive: type chat or normal (or none), `from` and `to` valid
+    /// JIDs, one body and at most one subject, neither with attributes (so no `xml:lang`
+    /// to choose between). Read straight from the element, because
+    /// `Message::try_from` goes through XML events and cost 17,000 instructions a
+    /// message; any other message (errors, groupchat, several languages, no body) is left
+    /// to it.
+    fn read(stanza: &Element) -> Option<Self> {
+        if !stanza.is("message", xmpp_parsers::ns::DEFAULT_NS)
+            || !matches!(stanza.attr("type"), None | Some("chat" | "normal"))
+        {
+            return None;
+        }
+        let jid = |name: &str| stanza.attr(name).and_then(|v| Jid::new(v).ok());
+        let (mut body, mut subject) = (None, None);
+        for child in stanza.children() {
+            let slot = if child.is("body", xmpp_parsers::ns::DEFAULT_NS) {
+                &mut body
+            } else if child.is("subject", xmpp_parsers::ns::DEFAULT_NS) {
+                &mut subject
+            } else {
+                continue;
+            };
+            if slot.is_some() || child.attrs().into_iter().next().is_some() {
+                return None;
+            }
+            *slot = Some(child.text());
+        }
+        Some(Self {
+            sender: jid("from")?,
+            to: jid("to")?,
+            id: stanza.attr("id").map(|id| Id(id.to_owned())),
+            body: body?,
+            subject,
+        })
+    }
+}
+
 /// The message gateway's state.
 #[derive(Debug)]
 pub struct Gateway {
@@ -255,6 +303,12 @@ impl Gateway {
     /// A stanza from the component link, with the account of the gateway user it is for
     /// (`None`: no such user, or not addressed to a user).
     pub fn handle_stanza(&mut self, now: Instant, stanza: Element, recipient: Option<&Account>) {
+        if let Some(account) = recipient
+            && let Some(chat) = PlainChat::read(&stanza)
+            && self.forward_chat(chat, account).is_ok()
+        {
+            return;
+        }
         match stanza.name() {
             "message" => match Message::try_from(stanza) {
                 Ok(msg) => self.handle_xmpp_message(now, msg, recipient),
@@ -283,41 +337,52 @@ impl Gateway {
         let Some(account) = recipient else {
             return self.reply_message_error(&msg, DefinedCondition::ServiceUnavailable, None);
         };
-        let from_uri = match self.settings.rules.contact_to_sip(&sender.to_bare()) {
+        let chat = PlainChat {
+            sender,
+            to,
+            id: msg.id.clone(),
+            body,
+            subject: msg.get_best_subject_cloned(vec![]).map(|(_, s)| s),
+        };
+        if let Err((condition, text)) = self.forward_chat(chat, account) {
+            self.reply_message_error(&msg, condition, Some(text));
+        }
+    }
+
+    /// Sends a chat message to the SIP user it is for; `Err` is the error to answer with.
+    fn forward_chat(
+        &mut self,
+        chat: PlainChat,
+        account: &Account,
+    ) -> Result<(), (DefinedCondition, String)> {
+        let from_uri = match self.settings.rules.contact_to_sip(&chat.sender.to_bare()) {
             Ok(uri) => Uri::Sip(uri),
-            Err(e) => {
-                let text = e.to_string();
-                return self.reply_message_error(&msg, DefinedCondition::JidMalformed, Some(text));
-            }
+            Err(e) => return Err((DefinedCondition::JidMalformed, e.to_string())),
         };
         let Ok(to_uri) = Uri::parse(&account.sip_id) else {
             let text = format!(
                 "the gateway user's SIP address {} is invalid",
                 account.sip_id
             );
-            return self.reply_message_error(
-                &msg,
-                DefinedCondition::InternalServerError,
-                Some(text),
-            );
+            return Err((DefinedCondition::InternalServerError, text));
         };
-        let subject = msg.get_best_subject_cloned(vec![]).map(|(_, s)| s);
-        let request = message_request(&from_uri, &to_uri, &body, subject.as_deref());
+        let request = message_request(&from_uri, &to_uri, &chat.body, chat.subject.as_deref());
         let token = self.counter;
         self.counter += 1;
         self.sent_for_xmpp.insert(
             token,
             SentForXmpp {
-                sender,
-                recipient: to,
-                id: msg.id,
-                body,
+                sender: chat.sender,
+                recipient: chat.to,
+                id: chat.id,
+                body: chat.body,
             },
         );
         self.outputs.push_back(Output::Sip {
             request,
             token: Some(Token::Message(token)),
         });
+        Ok(())
     }
 
     /// An XMPP error reply to a stanza sent for a SIP user: an ERROR notice to that user.
@@ -608,6 +673,37 @@ mod tests {
                 other => panic!("expected a SIP request, got {other:?}"),
             })
             .collect()
+    }
+
+    #[test]
+    fn plain_chats_are_read_from_the_element_and_others_left_to_xmpp_parsers() {
+        let read = |attrs: &str, children: &str| {
+            let xml = format!(
+                "<message xmlns='jabber:component:accept' from='romeo@x.test/r' to='alice@sip.x.com' {attrs}>{children}</message>"
+            );
+            PlainChat::read(&xml.parse::<Element>().unwrap())
+        };
+        let chat = read("type='chat' id='m1'", "<body>hi &amp; bye</body><subject>s</subject><active xmlns='http://jabber.org/protocol/chatstates'/>").unwrap();
+        assert_eq!(chat.sender.to_string(), "romeo@x.test/r");
+        assert_eq!(chat.to.to_string(), "alice@sip.x.com");
+        assert_eq!(chat.id, Some(Id("m1".into())));
+        assert_eq!(
+            (chat.body.as_str(), chat.subject.as_deref()),
+            ("hi & bye", Some("s"))
+        );
+        assert!(read("", "<body>no type is normal</body>").is_some());
+        for (attrs, children) in [
+            ("type='error'", "<body>x</body>"),
+            ("type='groupchat'", "<body>x</body>"),
+            ("", "<body xml:lang='en'>x</body>"),
+            ("", "<body>x</body><body>y</body>"),
+            (
+                "",
+                "<active xmlns='http://jabber.org/protocol/chatstates'/>",
+            ),
+        ] {
+            assert!(read(attrs, children).is_none(), "{attrs} {children}");
+        }
     }
 
     #[test]
