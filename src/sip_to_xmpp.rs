@@ -75,7 +75,7 @@ pub fn message_text(req: &Request) -> Result<Text, Rejection> {
     let body = match content_type {
         // RFC 3428 §7 requires a Content-Type; a body without one is read as text/plain.
         None => decode_text(&req.body, None)?,
-        Some(t) => decode(&t, &req.body)?,
+        Some(t) => decode(t, &req.body)?,
     };
     let subject = req
         .headers
