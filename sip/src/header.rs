@@ -72,12 +72,33 @@ const KNOWN: &[&str] = &[
 ];
 
 /// A field's number in [`KNOWN`] (compact forms included), 0 for any other field.
+/// Length, first and last letter tell the known names apart, so one comparison decides.
 fn field_number(name: &str) -> u8 {
     let long = long_name(name);
-    KNOWN
-        .iter()
-        .position(|k| k.eq_ignore_ascii_case(long))
-        .map_or(0, |i| i as u8 + 1)
+    let (Some(first), Some(last)) = (long.bytes().next(), long.bytes().last()) else {
+        return 0;
+    };
+    let candidate = match (long.len(), first | 0x20, last | 0x20) {
+        (3, b'v', b'a') => 1,
+        (4, b'f', b'm') => 2,
+        (2, b't', b'o') => 3,
+        (7, b'c', b'd') => 4,
+        (4, b'c', b'q') => 5,
+        (14, b'c', b'h') => 6,
+        (12, b'c', b'e') => 7,
+        (12, b'm', b's') => 8,
+        (7, b'c', b't') => 9,
+        (7, b'e', b's') => 10,
+        (5, b'e', b't') => 11,
+        (7, b'r', b'e') => 12,
+        (13, b'p', b'e') => 13,
+        (7, b's', b't') => 14,
+        _ => return 0,
+    };
+    match KNOWN.get(usize::from(candidate) - 1) {
+        Some(known) if known.eq_ignore_ascii_case(long) => candidate,
+        _ => 0,
+    }
 }
 
 /// One header line as received (folding undone) or as built.
@@ -168,6 +189,14 @@ impl Headers {
     /// An empty list.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty list with room for `lines` lines.
+    pub fn with_capacity(lines: usize) -> Self {
+        Self {
+            lines: Vec::with_capacity(lines),
+            parsed: OnceLock::new(),
+        }
     }
 
     /// The lines, to change; what was parsed from them is forgotten.
@@ -869,6 +898,31 @@ mod tests {
             h.push(*n, *v);
         }
         h
+    }
+
+    #[test]
+    fn field_numbers_name_the_known_fields_only() {
+        for (i, known) in KNOWN.iter().enumerate() {
+            let n = i as u8 + 1;
+            assert_eq!(field_number(known), n, "{known}");
+            assert_eq!(field_number(&known.to_ascii_uppercase()), n, "{known}");
+            assert_eq!(field_number(&known.to_ascii_lowercase()), n, "{known}");
+        }
+        for (compact, long) in COMPACT {
+            assert_eq!(field_number(compact), field_number(long), "{compact}");
+        }
+        for other in [
+            "",
+            "X",
+            "Viz",
+            "Toe",
+            "Call-IT",
+            "Contacts",
+            "Supported",
+            "Allow",
+        ] {
+            assert_eq!(field_number(other), 0, "{other}");
+        }
     }
 
     #[test]

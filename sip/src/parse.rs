@@ -216,17 +216,26 @@ fn with_body(msg: Message, body: Vec<u8>) -> Message {
 /// Parses the start line and header lines (the head without its final CRLFCRLF).
 fn parse_head(head: &[u8]) -> Result<Message, Error> {
     let text = std::str::from_utf8(head).map_err(|_| Error::Invalid("head is not UTF-8".into()))?;
-    let mut lines = text.split("\r\n");
-    let start = lines.next().unwrap_or_default();
-    let mut headers = Headers::new();
+    // Lines end in CRLF; split at the LFs (a byte search) and require the CR before each.
+    let line_count = text.bytes().filter(|&b| b == b'\n').count() + 1;
+    let mut lines = text.split('\n').enumerate().map(|(i, piece)| {
+        let line = if i + 1 < line_count {
+            piece.strip_suffix('\r')?
+        } else {
+            piece
+        };
+        (!line.contains('\r')).then_some(line)
+    });
+    let start = lines
+        .next()
+        .flatten()
+        .ok_or_else(|| Error::Invalid("bare CR or LF in start line".into()))?;
+    let mut headers = Headers::with_capacity(line_count - 1);
     let mut current: Option<(String, String)> = None;
-    if start.contains(['\r', '\n']) {
-        return Err(Error::Invalid("bare CR or LF in start line".into()));
-    }
     for line in lines {
-        if line.contains(['\r', '\n']) {
+        let Some(line) = line else {
             return Err(Error::Invalid("bare CR or LF in header".into()));
-        }
+        };
         if line.starts_with([' ', '\t']) {
             // Folded continuation (RFC 3261 7.3.1): joined with one SP.
             let Some((_, value)) = current.as_mut() else {
