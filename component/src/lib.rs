@@ -38,7 +38,9 @@
 //! small: rxml's push parser (re-exported by minidom) feeds minidom's `TreeBuilder`, each
 //! byte parsed once, with the stanza size counted as bytes arrive. Stanza types come from
 //! `xmpp-parsers` 0.23 with its `component` feature, so they carry the
-//! `jabber:component:accept` namespace.
+//! `jabber:component:accept` namespace. Outgoing stanzas of the plain shape the gateway
+//! builds are written by a small writer of our own (minidom's goes through rxml's
+//! namespace-tracking encoder, a tenth of a chat message's cost); minidom writes the rest.
 //!
 //! # Testing against a real Prosody
 //!
