@@ -162,7 +162,13 @@ pub struct Gateway {
     outputs: VecDeque<Output>,
     counter: u64,
     nonce: u32,
+    /// Users' JIDs already made from their `jab_id` (escaped and checked, which costs about
+    /// as much as parsing a MESSAGE's From): the same users send message after message.
+    user_jids: HashMap<String, Jid>,
 }
+
+/// Users' JIDs kept at most; the map is emptied when it is full.
+const USER_JIDS_MAX: usize = 4096;
 
 impl Gateway {
     /// A gateway whose link is down until [`Gateway::handle_link_up`]. It takes the memory
@@ -177,6 +183,7 @@ impl Gateway {
             outputs: VecDeque::new(),
             counter: 0,
             nonce: fastrand::u32(..),
+            user_jids: HashMap::new(),
         }
     }
 
@@ -522,12 +529,21 @@ impl Gateway {
     }
 
     /// `<jab_id>@<component domain>`, the JID the gateway speaks as for a SIP user.
-    fn user_jid(&self, account: &Account) -> Result<Jid, Rejection> {
-        self.settings
+    fn user_jid(&mut self, account: &Account) -> Result<Jid, Rejection> {
+        if let Some(jid) = self.user_jids.get(&account.jab_id) {
+            return Ok(jid.clone());
+        }
+        let jid = self
+            .settings
             .rules
             .user_jid(&account.jab_id)
             .map(Jid::from)
-            .map_err(|_| reject(500, "Server Internal Error (invalid jab_id)"))
+            .map_err(|_| reject(500, "Server Internal Error (invalid jab_id)"))?;
+        if self.user_jids.len() >= USER_JIDS_MAX {
+            self.user_jids.clear();
+        }
+        self.user_jids.insert(account.jab_id.clone(), jid.clone());
+        Ok(jid)
     }
 
     /// A fresh stanza id, `sipjab-<nonce>-<n>`, with its number `n`.
