@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
-use std::hash::{BuildHasher, DefaultHasher, Hash, Hasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher, Hash, Hasher, RandomState};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -391,7 +391,7 @@ pub enum TableOutput {
 /// the response, so a queue in sending order holds the deadlines, oldest first.
 #[derive(Debug, Default)]
 pub struct TransactionTable {
-    servers: HashMap<u128, ServerTransaction>,
+    servers: HashMap<u128, ServerTransaction, BuildHasherDefault<DigestHasher>>,
     timer_j: VecDeque<(Instant, u128)>,
     server_keys: ServerKeys,
     clients: HashMap<Arc<TransactionId>, ClientTransaction>,
@@ -409,6 +409,28 @@ struct ServerKeys(RandomState, RandomState);
 impl ServerKeys {
     fn key(&self, id: &TransactionId) -> u128 {
         (u128::from(self.0.hash_one(id)) << 64) | u128::from(self.1.hash_one(id))
+    }
+}
+
+/// Hashes a server key, already a keyed digest, by its low 64 bits: hashing it again on
+/// every lookup would buy nothing.
+#[derive(Debug, Default)]
+struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u128 keys are hashed here; any other input still spreads.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
     }
 }
 
@@ -430,7 +452,7 @@ impl TransactionTable {
     /// process does not grow while the table fills (`now` is only a filler value).
     pub fn with_capacity(nonce: u64, servers: usize, now: Instant) -> Self {
         let mut table = Self {
-            servers: HashMap::with_capacity(servers),
+            servers: HashMap::with_capacity_and_hasher(servers, BuildHasherDefault::default()),
             timer_j: VecDeque::with_capacity(servers),
             ..Self::new(nonce)
         };
