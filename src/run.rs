@@ -26,7 +26,7 @@
 //! loop when its target is known, so a slow DNS server never stalls the loop. A request over
 //! 1300 bytes goes over TCP even where UDP was chosen (RFC 3261 §18.1.1).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,7 @@ use sipjab_sip::locate::{DEFAULT_PORT, Destination, DnsLookup};
 use sipjab_sip::transport::{Incoming, SipTransport, TransportConfig};
 use sipjab_sip::{
     Host, Message, Method, Request, RequestDisposition, Response, StatusCode, TableOutput, Target,
-    TransactionId, TransactionTable, TransportKind, Uri, Via, check_request,
+    TransactionMap, TransactionTable, TransportKind, Uri, Via, check_request,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -157,7 +157,7 @@ pub async fn run(config: Config, db: DbUrl) -> Result<()> {
         local_contact,
         pending: VecDeque::new(),
         table: TransactionTable::with_capacity(fastrand::u64(..), SERVER_TRANSACTIONS, now()),
-        tokens: HashMap::new(),
+        tokens: TransactionMap::default(),
         accounts: Accounts::new(store),
         transport,
         trusted: config.sip.trusted.clone(),
@@ -192,7 +192,7 @@ struct Driver {
     /// goes after the 200 that its SUBSCRIBE gets).
     pending: VecDeque<Output>,
     table: TransactionTable,
-    tokens: HashMap<TransactionId, Token>,
+    tokens: TransactionMap<Token>,
     accounts: Accounts,
     transport: SipTransport,
     trusted: Vec<ipnet::IpNet>,

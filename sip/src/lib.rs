@@ -85,7 +85,7 @@ pub use message::{Message, Method, Request, Response, StatusCode, Version};
 pub use parse::{DEFAULT_MAX_MESSAGE, StreamDecoder, parse_datagram, parse_message};
 pub use route::{Target, TransportKind, response_target, stamp_via};
 pub use transaction::{
-    RequestDisposition, TableOutput, TransactionId, TransactionTable, WireBytes,
+    RequestDisposition, TableOutput, TransactionId, TransactionMap, TransactionTable, WireBytes,
 };
 pub use uri::{Host, Params, SipUri, Uri};
 

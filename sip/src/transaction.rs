@@ -22,6 +22,12 @@ pub const T2: Duration = Duration::from_secs(4);
 /// Longest time a message stays in the network.
 pub const T4: Duration = Duration::from_secs(5);
 
+/// A map keyed by the transactions the gateway starts. Their branches are its own (a
+/// random nonce and a counter), so no peer can fill such a map with colliding keys, and a
+/// fast hash (foldhash, seeded per process) serves instead of SipHash: a message sent and
+/// answered looks its transaction up about six times.
+pub type TransactionMap<V> = HashMap<TransactionId, V, foldhash::fast::RandomState>;
+
 /// What identifies a transaction (RFC 3261 17.1.3 and 17.2.3).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TransactionId {
@@ -394,7 +400,7 @@ pub struct TransactionTable {
     servers: HashMap<u128, ServerTransaction, BuildHasherDefault<DigestHasher>>,
     timer_j: VecDeque<(Instant, u128)>,
     server_keys: ServerKeys,
-    clients: HashMap<Arc<TransactionId>, ClientTransaction>,
+    clients: HashMap<Arc<TransactionId>, ClientTransaction, foldhash::fast::RandomState>,
     timers: BinaryHeap<Reverse<(Instant, Arc<TransactionId>)>>,
     nonce: u64,
     counter: u64,
