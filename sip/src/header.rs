@@ -163,8 +163,8 @@ struct Parsed {
     from: OnceLock<Option<NameAddr>>,
     to: OnceLock<Option<NameAddr>>,
     content_type: OnceLock<Option<MediaType>>,
-    /// The To-tag a request's final responses carry: made for the answer and made
-    /// again to recognise it (see `Response::is_plain_answer_to`).
+    /// The To-tag a request's final responses carry, made once: the answer needs it, and
+    /// so does the check that a response is the plain answer (`Response::is_plain_answer_to`).
     answer_tag: OnceLock<String>,
 }
 
