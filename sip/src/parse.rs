@@ -60,7 +60,8 @@ pub fn parse_message(buf: &[u8], max_message: usize) -> Result<(Message, usize),
     };
     let msg = parse_head(&data[..head_len - 4]).map_err(to_framing)?;
     let body_len = framing_length(msg.headers())?.unwrap_or(0);
-    if head_len + body_len > max_message {
+    // Compared apart first: a Content-Length near usize::MAX must not wrap the sum.
+    if body_len > max_message || head_len + body_len > max_message {
         return Err(Error::TooLarge { limit: max_message });
     }
     let body = data
@@ -140,7 +141,9 @@ impl StreamDecoder {
                     // A stream message must carry Content-Length (RFC 3261 18.3);
                     // without one we take 0 rather than guess.
                     let body_len = framing_length(msg.headers())?.unwrap_or(0);
-                    if head_len + body_len > self.max {
+                    // Compared apart first: a Content-Length near usize::MAX must not
+                    // wrap the sum (found by fuzzing).
+                    if body_len > self.max || head_len + body_len > self.max {
                         return Err(Error::TooLarge { limit: self.max });
                     }
                     self.pending = Some((msg, head_len, body_len));
@@ -407,5 +410,15 @@ Call-ID: x\r\nCSeq: 1 MESSAGE\r\nl: 5\r\n\r\nhello";
         let mut d = StreamDecoder::new(100);
         d.push(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: 1000\r\n\r\n");
         assert!(matches!(d.next_message(), Err(Error::TooLarge { .. })));
+        // Found by fuzzing: a length near usize::MAX wrapped head + body and the body's
+        // slice panicked.
+        let huge = format!("OPTIONS sip:a SIP/2.0\r\nl: {}\r\n\r\n", usize::MAX - 10);
+        let mut d = StreamDecoder::default();
+        d.push(huge.as_bytes());
+        assert!(matches!(d.next_message(), Err(Error::TooLarge { .. })));
+        assert!(matches!(
+            parse_message(huge.as_bytes(), DEFAULT_MAX_MESSAGE),
+            Err(Error::TooLarge { .. })
+        ));
     }
 }
