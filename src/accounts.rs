@@ -8,12 +8,27 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use sipjab_db::{Account, SipAor, Store};
+use sipjab_db::{Account, Scheme, SipAor, Store};
+use sipjab_sip::Uri;
 
 /// How long a looked-up account (or its absence) is trusted.
 const TTL: Duration = Duration::from_secs(30);
 /// Entries kept at most; the cache is emptied when it grows past this.
 const MAX_ENTRIES: usize = 200_000;
+
+/// The address of record of a parsed SIP URI (`None` for another scheme or no user part):
+/// the key of the account store, made from the URI's parts rather than written out and
+/// parsed again.
+pub fn aor_of(uri: &Uri) -> Option<SipAor> {
+    let Uri::Sip(uri) = uri else { return None };
+    let user = uri.user.as_deref()?;
+    let scheme = if uri.secure {
+        Scheme::Sips
+    } else {
+        Scheme::Sip
+    };
+    SipAor::from_parts(scheme, user, &uri.host.to_string()).ok()
+}
 
 /// The store behind a cache keyed by SIP address of record and by `jab_id`.
 #[derive(Debug)]

@@ -19,6 +19,7 @@ use sipjab_db::{Account, SipAor, Store};
 use sipjab_sip::{Contact, Request, Response, StatusCode, TransactionId};
 use tokio::sync::mpsc;
 
+use crate::accounts::aor_of;
 use crate::gateway::Output;
 use crate::presence::Online;
 use crate::sip_to_xmpp::reject;
@@ -209,7 +210,7 @@ pub fn addressee(req: &Request) -> Option<SipAor> {
         .to()
         .ok()
         .flatten()
-        .and_then(|to| SipAor::parse(&to.uri.to_string()).ok())
+        .and_then(|to| aor_of(&to.uri))
 }
 
 /// How long a REGISTER binds (RFC 3261 §10.2.1.1): `Contact: *` or `Expires: 0` is 0, else the

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use sipjab_component::{ComponentConfig, ComponentLink, Element, LinkEvent, StanzaSender};
-use sipjab_db::{DbUrl, Scheme, SipAor, Store};
+use sipjab_db::{DbUrl, Store};
 use sipjab_sip::locate::{DEFAULT_PORT, Destination, DnsLookup};
 use sipjab_sip::transport::{Incoming, SipTransport, TransportConfig};
 use sipjab_sip::{
@@ -42,7 +42,7 @@ use sipjab_sip::{
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::accounts::Accounts;
+use crate::accounts::{Accounts, aor_of};
 use crate::address::XmppTarget;
 use crate::commands::{self, Command};
 use crate::conference::{ConferenceSettings, Conferences, subscribe_notify};
@@ -758,18 +758,7 @@ impl Driver {
             Ok(Some(from)) => from,
             _ => return Err(reject(400, "Bad Request (From)").to_response(req)),
         };
-        let aor = match &from.uri {
-            Uri::Sip(uri) => uri.user.as_deref().and_then(|user| {
-                let scheme = if uri.secure {
-                    Scheme::Sips
-                } else {
-                    Scheme::Sip
-                };
-                SipAor::from_parts(scheme, user, &uri.host.to_string()).ok()
-            }),
-            _ => None,
-        };
-        let Some(aor) = aor else {
+        let Some(aor) = aor_of(&from.uri) else {
             return Ok(None);
         };
         self.accounts.by_sip(now, &aor).await.map_err(|e| {
@@ -976,13 +965,9 @@ impl Driver {
             .transport
             .local_addr(target.transport)
             .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 5060)));
-        let host = match local.ip() {
-            IpAddr::V4(ip) => Host::Ipv4(ip),
-            IpAddr::V6(ip) => Host::Ipv6(ip),
-        };
         let mut via = Via::new(
             target.transport.via_token(),
-            host,
+            Host::from(local.ip()),
             Some(local.port()),
             &self.table.new_branch(),
         );
