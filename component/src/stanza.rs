@@ -348,7 +348,8 @@ mod tests {
             assert_eq!(back, stanza, "{xml}");
             assert_eq!(encode_outgoing(&stanza, d).unwrap(), mine);
         }
-        // A character XML cannot carry is left to minidom, which refuses it.
+        // A character XML cannot carry: the hand writer gives up, and the stanza is refused
+        // before minidom's writer (which panics on one) sees it.
         let mut bad =
             el("<message xmlns='jabber:component:accept' from='a@sip.xmpp.test' to='b@x.test'/>");
         bad.append_text_node("bell \u{7}");

@@ -7,7 +7,7 @@
 //! INVITE is *allowed* (405) is left to the gateway core.
 
 use crate::Error;
-use crate::header::Headers;
+use crate::header::{Headers, Via};
 use crate::message::{Method, Request, Response, StatusCode, Version};
 use crate::uri::Uri;
 
@@ -97,7 +97,7 @@ pub fn check_request(req: &Request) -> Result<(), Rejection> {
         }
     }
     let top_via = h.top_via().map_err(from_header_error)?;
-    if top_via.as_ref().and_then(|v| v.branch()) == Some(crate::transaction::MAGIC_COOKIE) {
+    if top_via.and_then(Via::branch) == Some(crate::transaction::MAGIC_COOKIE) {
         // RFC 4475 3.2.1: a branch of just the cookie identifies nothing.
         return Err(Rejection::bad("Via branch is only the magic cookie"));
     }
