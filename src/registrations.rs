@@ -16,7 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use sipjab_db::{Account, SipAor, Store};
-use sipjab_sip::{Contact, Request, Response, StatusCode, TransactionId};
+use sipjab_sip::{Contact, Request, Response, ServerId, StatusCode};
 use tokio::sync::mpsc;
 
 use crate::accounts::aor_of;
@@ -32,7 +32,7 @@ pub const MAX_RUNNING: usize = 64;
 #[derive(Debug)]
 pub struct Register {
     /// The server transaction to answer in.
-    pub id: TransactionId,
+    pub id: ServerId,
     /// The REGISTER.
     pub req: Request,
     /// Its To address of record.
@@ -45,7 +45,7 @@ pub struct Register {
 #[derive(Debug)]
 pub struct Registered {
     /// The server transaction to answer in.
-    pub id: TransactionId,
+    pub id: ServerId,
     /// The REGISTER: the transaction table keeps or rebuilds its answer from it.
     pub req: Request,
     /// The user.
@@ -235,6 +235,7 @@ mod tests {
     use crate::presence::Presences;
     use crate::presence::tests::{settings, store_with_alice};
     use sipjab_db::{RosterItem, Subscription};
+    use sipjab_sip::{RequestDisposition, TransactionTable};
 
     fn register(expires: u32, n: u32) -> Register {
         let text = format!(
@@ -248,8 +249,18 @@ mod tests {
         else {
             panic!("not a request")
         };
+        let source = sipjab_sip::Target {
+            addr: ([192, 0, 2, 1], 5060).into(),
+            transport: sipjab_sip::TransportKind::Udp,
+        };
+        let now = std::time::Instant::now();
+        let Ok(RequestDisposition::New(id)) =
+            TransactionTable::new(0).handle_request(&req, source, now)
+        else {
+            panic!("not a new transaction")
+        };
         Register {
-            id: TransactionId::for_request(&req).unwrap(),
+            id,
             aor: addressee(&req).unwrap(),
             req,
             cached: None,

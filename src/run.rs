@@ -409,7 +409,7 @@ impl Driver {
         while let Some(out) = self.gateway.poll_output() {
             self.carry_out_one(out).await;
         }
-        match self.table.send_response(&id, &req, &resp, now) {
+        match self.table.send_response(id, &req, &resp, now) {
             Ok((target, bytes)) => self.send_bytes(&bytes, target).await,
             Err(e) => warn!(error = %e, "cannot answer a request"),
         }
@@ -683,7 +683,7 @@ impl Driver {
         }
         match self
             .table
-            .send_response(&done.id, &done.req, &done.response, now)
+            .send_response(done.id, &done.req, &done.response, now)
         {
             Ok((target, bytes)) => self.send_bytes(&bytes, target).await,
             Err(e) => warn!(error = %e, "cannot answer a REGISTER"),

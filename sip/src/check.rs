@@ -7,7 +7,7 @@
 //! INVITE is *allowed* (405) is left to the gateway core.
 
 use crate::Error;
-use crate::header::{Headers, Via};
+use crate::header::{Headers, Name, Via};
 use crate::message::{Method, Request, Response, StatusCode, Version};
 use crate::uri::Uri;
 
@@ -32,6 +32,9 @@ pub const SUPPORTED_CONTENT_TYPES: &[&str] = &[
 /// Longest header value accepted (octets). RFC 3261 sets no limit; the gateway copies
 /// some values into XMPP stanzas, and a 60 KB header is an attack, not a message.
 pub const MAX_HEADER_VALUE: usize = 8192;
+
+/// Fields every request and response must have (RFC 3261 8.1.1).
+const REQUIRED: [Name<'static>; 5] = [Name::VIA, Name::FROM, Name::TO, Name::CALL_ID, Name::CSEQ];
 
 /// Methods the gateway handles; sent in Allow with 405/501.
 pub const ALLOWED_METHODS: &str = "MESSAGE, SUBSCRIBE, NOTIFY, REGISTER, PUBLISH, OPTIONS";
@@ -91,9 +94,9 @@ pub fn check_request(req: &Request) -> Result<(), Rejection> {
         return Err(Rejection::bad(format!("{} header too long", long.name)));
     }
     check_headers(h).map_err(from_header_error)?;
-    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+    for name in REQUIRED {
         if !h.contains(name) {
-            return Err(Rejection::bad(format!("Missing {name} header")));
+            return Err(Rejection::bad(format!("Missing {} header", name.text())));
         }
     }
     let top_via = h.top_via().map_err(from_header_error)?;
@@ -177,9 +180,9 @@ pub fn check_response(resp: &Response) -> Result<(), Error> {
         return Err(Error::Invalid(format!("version {v}")));
     }
     check_headers(&resp.headers)?;
-    for name in ["Via", "From", "To", "Call-ID", "CSeq"] {
+    for name in REQUIRED {
         if !resp.headers.contains(name) {
-            return Err(Error::Invalid(format!("missing {name}")));
+            return Err(Error::Invalid(format!("missing {}", name.text())));
         }
     }
     Ok(())

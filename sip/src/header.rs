@@ -13,7 +13,9 @@ use std::sync::OnceLock;
 
 use crate::Error;
 use crate::message::Method;
-use crate::uri::{Host, Params, Uri, is_token_char, parse_host_port, split_quoted};
+use crate::uri::{
+    DottedQuad, Host, Params, Uri, is_token_char, parse_host_port, split_quoted, write_port,
+};
 
 /// Compact forms of RFC 3261 7.3.3 (and RFC 3265/3515/4028 for o, u, r, b, x).
 const COMPACT: &[(&str, &str)] = &[
@@ -36,12 +38,15 @@ const COMPACT: &[(&str, &str)] = &[
 
 /// The long form of a header name (compact forms expanded), for comparisons.
 #[inline]
-pub fn long_name(name: &str) -> &str {
+pub const fn long_name(name: &str) -> &str {
     if name.len() == 1 {
-        for (c, long) in COMPACT {
-            if c.eq_ignore_ascii_case(name) {
+        let mut i = 0;
+        while i < COMPACT.len() {
+            let (c, long) = COMPACT[i];
+            if c.as_bytes()[0] == name.as_bytes()[0].to_ascii_lowercase() {
                 return long;
             }
+            i += 1;
         }
     }
     name
@@ -73,12 +78,13 @@ const KNOWN: &[&str] = &[
 
 /// A field's number in [`KNOWN`] (compact forms included), 0 for any other field.
 /// Length, first and last letter tell the known names apart, so one comparison decides.
-fn field_number(name: &str) -> u8 {
-    let long = long_name(name);
-    let (Some(first), Some(last)) = (long.bytes().next(), long.bytes().last()) else {
+/// A `const fn`, so the [`Name`] constants cost nothing at run time.
+const fn field_number(name: &str) -> u8 {
+    let long = long_name(name).as_bytes();
+    let (Some(first), Some(last)) = (long.first(), long.last()) else {
         return 0;
     };
-    let candidate = match (long.len(), first | 0x20, last | 0x20) {
+    let candidate = match (long.len(), *first | 0x20, *last | 0x20) {
         (3, b'v', b'a') => 1,
         (4, b'f', b'm') => 2,
         (2, b't', b'o') => 3,
@@ -95,10 +101,17 @@ fn field_number(name: &str) -> u8 {
         (7, b's', b't') => 14,
         _ => return 0,
     };
-    match KNOWN.get(usize::from(candidate) - 1) {
-        Some(known) if known.eq_ignore_ascii_case(long) => candidate,
-        _ => 0,
+    let known = KNOWN[candidate as usize - 1].as_bytes();
+    // The length matched; compare the letters without case (byte by byte: the slice
+    // method is const only in a newer Rust than the crate's MSRV).
+    let mut i = 0;
+    while i < long.len() {
+        if !long[i].eq_ignore_ascii_case(&known[i]) {
+            return 0;
+        }
+        i += 1;
     }
+    candidate
 }
 
 /// One header line as received (folding undone) or as built.
@@ -119,7 +132,7 @@ impl Header {
         Self { name, value, field }
     }
 
-    /// Whether the line is of the field `name` ([`Name::of`] made once per lookup).
+    /// Whether the line is of the field `name`.
     #[inline]
     pub(crate) fn is(&self, name: &Name<'_>) -> bool {
         match name.field {
@@ -129,18 +142,64 @@ impl Header {
     }
 }
 
-/// A field name looked up: its number worked out once for all the lines.
-pub(crate) struct Name<'n> {
+/// A field name to look up, with its number among the often-read fields worked out once
+/// for all the lines: at compile time for the constants below, which every lookup on the
+/// hot path uses. A `&str` converts into one.
+#[derive(Debug, Clone, Copy)]
+pub struct Name<'n> {
     text: &'n str,
     field: u8,
 }
 
 impl<'n> Name<'n> {
-    pub(crate) fn of(text: &'n str) -> Self {
+    /// The name `text` (any case, compact forms included).
+    pub const fn of(text: &'n str) -> Self {
         Self {
             text,
             field: field_number(text),
         }
+    }
+
+    /// The name as given.
+    pub const fn text(&self) -> &'n str {
+        self.text
+    }
+}
+
+impl Name<'static> {
+    /// Via.
+    pub const VIA: Self = Self::of("Via");
+    /// From.
+    pub const FROM: Self = Self::of("From");
+    /// To.
+    pub const TO: Self = Self::of("To");
+    /// Call-ID.
+    pub const CALL_ID: Self = Self::of("Call-ID");
+    /// CSeq.
+    pub const CSEQ: Self = Self::of("CSeq");
+    /// Content-Length.
+    pub const CONTENT_LENGTH: Self = Self::of("Content-Length");
+    /// Content-Type.
+    pub const CONTENT_TYPE: Self = Self::of("Content-Type");
+    /// Max-Forwards.
+    pub const MAX_FORWARDS: Self = Self::of("Max-Forwards");
+    /// Contact.
+    pub const CONTACT: Self = Self::of("Contact");
+    /// Expires.
+    pub const EXPIRES: Self = Self::of("Expires");
+    /// Event.
+    pub const EVENT: Self = Self::of("Event");
+    /// Require.
+    pub const REQUIRE: Self = Self::of("Require");
+    /// Proxy-Require.
+    pub const PROXY_REQUIRE: Self = Self::of("Proxy-Require");
+    /// Subject.
+    pub const SUBJECT: Self = Self::of("Subject");
+}
+
+impl<'n> From<&'n str> for Name<'n> {
+    fn from(text: &'n str) -> Self {
+        Self::of(text)
     }
 }
 
@@ -223,15 +282,15 @@ impl Headers {
     }
 
     /// Removes every line of that field.
-    pub fn remove(&mut self, name: &str) {
-        let name = Name::of(name);
+    pub fn remove<'n>(&mut self, name: impl Into<Name<'n>>) {
+        let name = name.into();
         self.lines_mut().retain(|h| !h.is(&name));
     }
 
     /// Replaces every line of that field by one line, keeping the first line's position.
-    pub fn set(&mut self, name: &str, value: impl Into<String>) {
+    pub fn set<'n>(&mut self, name: impl Into<Name<'n>>, value: impl Into<String>) {
         let value = value.into();
-        let field = Name::of(name);
+        let field = name.into();
         let lines = self.lines_mut();
         match lines.iter().position(|h| h.is(&field)) {
             Some(i) => {
@@ -246,7 +305,7 @@ impl Headers {
                     }
                 });
             }
-            None => self.push(name, value),
+            None => self.push(field.text, value),
         }
     }
 
@@ -266,8 +325,11 @@ impl Headers {
     }
 
     /// The raw lines of one field, in order.
-    pub fn lines<'a, 'n>(&'a self, name: &'n str) -> impl Iterator<Item = &'a str> + use<'a, 'n> {
-        let name = Name::of(name);
+    pub fn lines<'a, 'n, N: Into<Name<'n>>>(
+        &'a self,
+        name: N,
+    ) -> impl Iterator<Item = &'a str> + use<'a, 'n, N> {
+        let name = name.into();
         self.lines
             .iter()
             .filter(move |h| h.is(&name))
@@ -275,18 +337,18 @@ impl Headers {
     }
 
     /// The first raw line of a field.
-    pub fn get(&self, name: &str) -> Option<&str> {
+    pub fn get<'n>(&self, name: impl Into<Name<'n>>) -> Option<&str> {
         self.lines(name).next()
     }
 
     /// Whether the field is present.
-    pub fn contains(&self, name: &str) -> bool {
+    pub fn contains<'n>(&self, name: impl Into<Name<'n>>) -> bool {
         self.get(name).is_some()
     }
 
     /// All values of a list field: lines in order, each split at commas outside quotes
     /// and `<>` (RFC 3261 7.3.1). Only for fields whose grammar is a comma list.
-    pub fn values<'a>(&'a self, name: &str) -> Vec<&'a str> {
+    pub fn values<'a, 'n>(&'a self, name: impl Into<Name<'n>>) -> Vec<&'a str> {
         self.lines(name)
             .flat_map(|l| split_quoted(l, b','))
             .map(str::trim)
@@ -295,7 +357,7 @@ impl Headers {
 
     /// The first value of a list field (see [`values`](Self::values)), without splitting
     /// the rest.
-    pub fn first_value(&self, name: &str) -> Option<&str> {
+    pub fn first_value<'n>(&self, name: impl Into<Name<'n>>) -> Option<&str> {
         self.lines(name)
             .next()
             .and_then(|l| split_quoted(l, b',').next())
@@ -304,22 +366,23 @@ impl Headers {
 
     /// The value of a single-valued field; present twice (as lines or as a comma list
     /// where the grammar has none) is an error (RFC 4475 3.3.8).
-    pub fn single(&self, name: &'static str) -> Result<Option<&str>, Error> {
+    pub fn single(&self, name: impl Into<Name<'static>>) -> Result<Option<&str>, Error> {
+        let name = name.into();
         let mut lines = self.lines(name);
         let first = lines.next();
         if lines.next().is_some() {
-            return Err(Error::Multiple(name));
+            return Err(Error::Multiple(name.text));
         }
         Ok(first)
     }
 
     /// Like [`single`](Self::single), also rejecting a comma list (for name-addr fields).
-    fn single_listless(&self, name: &'static str) -> Result<Option<&str>, Error> {
+    fn single_listless(&self, name: Name<'static>) -> Result<Option<&str>, Error> {
         let v = self.single(name)?;
         if let Some(v) = v
             && split_quoted(v, b',').nth(1).is_some()
         {
-            return Err(Error::Multiple(name));
+            return Err(Error::Multiple(name.text));
         }
         Ok(v)
     }
@@ -329,7 +392,7 @@ impl Headers {
     pub fn vias(&self) -> Result<&[Via], Error> {
         let parsed = self.parsed();
         cached(&parsed.vias, || {
-            let mut values = self.values("Via").into_iter();
+            let mut values = self.values(Name::VIA).into_iter();
             let mut vias = Vec::with_capacity(values.len());
             if let Some(Some(top)) = parsed.top_via.get() {
                 values.next();
@@ -350,9 +413,22 @@ impl Headers {
             return Ok(vias.first());
         }
         cached(&parsed.top_via, || {
-            self.first_value("Via").map(Via::parse).transpose()
+            self.first_value(Name::VIA).map(Via::parse).transpose()
         })
         .map(Option::as_ref)
+    }
+
+    /// The top Via moved out of what was parsed, to change and put back with
+    /// [`set_top_via`](Self::set_top_via) without a copy. The lines stay as they are.
+    pub fn take_top_via(&mut self) -> Result<Option<Via>, Error> {
+        self.top_via()?;
+        let Some(parsed) = self.parsed.get_mut() else {
+            return Ok(None);
+        };
+        match parsed.top_via.take() {
+            Some(top) => Ok(top),
+            None => Ok(parsed.vias.get().and_then(|vias| vias.first().cloned())),
+        }
     }
 
     /// Takes `source`'s parsed top Via, if it was read: for a list whose Via lines are
@@ -385,8 +461,7 @@ impl Headers {
     /// Replaces the top Via value (the rest of its line is kept), e.g. to add `received`.
     pub fn set_top_via(&mut self, via: Via) {
         let lines = self.lines_mut();
-        let name = Name::of("Via");
-        if let Some(h) = lines.iter_mut().find(|h| h.is(&name)) {
+        if let Some(h) = lines.iter_mut().find(|h| h.is(&Name::VIA)) {
             let mut v = via.to_string();
             for p in split_quoted(&h.value, b',').skip(1) {
                 v.push_str(", ");
@@ -401,23 +476,23 @@ impl Headers {
 
     /// From (RFC 3261 20.20).
     pub fn from(&self) -> Result<Option<&NameAddr>, Error> {
-        cached(&self.parsed().from, || self.name_addr("From")).map(Option::as_ref)
+        cached(&self.parsed().from, || self.name_addr(Name::FROM)).map(Option::as_ref)
     }
 
     /// To (RFC 3261 20.39).
     pub fn to(&self) -> Result<Option<&NameAddr>, Error> {
-        cached(&self.parsed().to, || self.name_addr("To")).map(Option::as_ref)
+        cached(&self.parsed().to, || self.name_addr(Name::TO)).map(Option::as_ref)
     }
 
-    fn name_addr(&self, name: &'static str) -> Result<Option<NameAddr>, Error> {
+    fn name_addr(&self, name: Name<'static>) -> Result<Option<NameAddr>, Error> {
         self.single_listless(name)?
-            .map(|v| NameAddr::parse(v, name))
+            .map(|v| NameAddr::parse(v, name.text))
             .transpose()
     }
 
     /// Call-ID (RFC 3261 20.8): `word [@ word]`, no whitespace.
     pub fn call_id(&self) -> Result<Option<&str>, Error> {
-        let v = self.single("Call-ID")?;
+        let v = self.single(Name::CALL_ID)?;
         if let Some(v) = v
             && (v.is_empty() || v.bytes().any(|b| b <= b' ' || b == 0x7f))
         {
@@ -428,19 +503,19 @@ impl Headers {
 
     /// CSeq (RFC 3261 20.16).
     pub fn cseq(&self) -> Result<Option<CSeq>, Error> {
-        self.single("CSeq")?.map(CSeq::parse).transpose()
+        self.single(Name::CSEQ)?.map(CSeq::parse).transpose()
     }
 
     /// Max-Forwards (RFC 3261 20.22).
     pub fn max_forwards(&self) -> Result<Option<u32>, Error> {
-        self.single("Max-Forwards")?
+        self.single(Name::MAX_FORWARDS)?
             .map(|v| parse_u32(v, "Max-Forwards"))
             .transpose()
     }
 
     /// Content-Length (RFC 3261 20.14). Framing uses its own stricter reading.
     pub fn content_length(&self) -> Result<Option<u32>, Error> {
-        self.single("Content-Length")?
+        self.single(Name::CONTENT_LENGTH)?
             .map(|v| parse_u32(v, "Content-Length"))
             .transpose()
     }
@@ -448,7 +523,7 @@ impl Headers {
     /// Content-Type (RFC 3261 20.15).
     pub fn content_type(&self) -> Result<Option<&MediaType>, Error> {
         cached(&self.parsed().content_type, || {
-            self.single("Content-Type")?
+            self.single(Name::CONTENT_TYPE)?
                 .map(|v| MediaType::parse(v, "Content-Type"))
                 .transpose()
         })
@@ -457,24 +532,24 @@ impl Headers {
 
     /// Expires in seconds (RFC 3261 20.19).
     pub fn expires(&self) -> Result<Option<u32>, Error> {
-        self.single("Expires")?
+        self.single(Name::EXPIRES)?
             .map(|v| parse_u32(v, "Expires"))
             .transpose()
     }
 
     /// Event (RFC 6665 8.2.1).
     pub fn event(&self) -> Result<Option<Event>, Error> {
-        self.single("Event")?.map(Event::parse).transpose()
+        self.single(Name::EVENT)?.map(Event::parse).transpose()
     }
 
     /// Subject (RFC 3261 20.36), free text.
     pub fn subject(&self) -> Result<Option<&str>, Error> {
-        self.single("Subject")
+        self.single(Name::SUBJECT)
     }
 
     /// Contact (RFC 3261 20.10).
     pub fn contact(&self) -> Result<Option<Contact>, Error> {
-        let values = self.values("Contact");
+        let values = self.values(Name::CONTACT);
         if values.is_empty() {
             return Ok(None);
         }
@@ -490,17 +565,17 @@ impl Headers {
 
     /// Option tags of Require (RFC 3261 20.32).
     pub fn require(&self) -> Result<Vec<String>, Error> {
-        self.tokens("Require")
+        self.tokens(Name::REQUIRE)
     }
 
     /// Option tags of Proxy-Require (RFC 3261 20.29).
     pub fn proxy_require(&self) -> Result<Vec<String>, Error> {
-        self.tokens("Proxy-Require")
+        self.tokens(Name::PROXY_REQUIRE)
     }
 
     /// Methods of Allow (RFC 3261 20.5).
     pub fn allow(&self) -> Result<Vec<Method>, Error> {
-        self.tokens("Allow")
+        self.tokens(Name::of("Allow"))
             .map(|v| v.iter().map(|m| Method::from_token(m)).collect())
     }
 
@@ -513,7 +588,7 @@ impl Headers {
             .collect()
     }
 
-    fn tokens(&self, name: &'static str) -> Result<Vec<String>, Error> {
+    fn tokens(&self, name: Name<'static>) -> Result<Vec<String>, Error> {
         self.values(name)
             .into_iter()
             .filter(|v| !v.is_empty())
@@ -521,7 +596,7 @@ impl Headers {
                 if v.bytes().all(is_token_char) {
                     Ok(v.to_owned())
                 } else {
-                    Err(header_err(name, format!("not a token: {v:?}")))
+                    Err(header_err(name.text, format!("not a token: {v:?}")))
                 }
             })
             .collect()
@@ -632,9 +707,15 @@ impl Via {
     /// The sent-by as written: `host[:port]`, for transaction keys.
     pub fn sent_by(&self) -> String {
         let mut sent_by = String::with_capacity(48);
-        let _ = write!(sent_by, "{}", self.host);
+        match &self.host {
+            Host::Domain(d) => sent_by.push_str(d),
+            Host::Ipv4(a) => sent_by.push_str(DottedQuad::new(*a).as_str()),
+            Host::Ipv6(_) => {
+                let _ = write!(sent_by, "{}", self.host);
+            }
+        }
         if let Some(p) = self.port {
-            let _ = write!(sent_by, ":{p}");
+            let _ = write_port(&mut sent_by, p);
         }
         sent_by
     }
@@ -648,7 +729,7 @@ impl fmt::Display for Via {
         f.write_str(" ")?;
         fmt::Display::fmt(&self.host, f)?;
         if let Some(p) = self.port {
-            write!(f, ":{p}")?;
+            write_port(f, p)?;
         }
         fmt::Display::fmt(&self.params, f)
     }
@@ -739,15 +820,20 @@ impl fmt::Display for NameAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(dn) = &self.display_name {
             f.write_str("\"")?;
-            for c in dn.chars() {
-                if c == '"' || c == '\\' {
-                    f.write_str("\\")?;
-                }
-                write!(f, "{c}")?;
+            let mut rest = dn.as_str();
+            while let Some(i) = rest.find(['"', '\\']) {
+                f.write_str(&rest[..i])?;
+                f.write_str("\\")?;
+                f.write_str(&rest[i..=i])?;
+                rest = &rest[i + 1..];
             }
+            f.write_str(rest)?;
             f.write_str("\" ")?;
         }
-        write!(f, "<{}>{}", self.uri, self.params)
+        f.write_str("<")?;
+        fmt::Display::fmt(&self.uri, f)?;
+        f.write_str(">")?;
+        fmt::Display::fmt(&self.params, f)
     }
 }
 
@@ -1004,6 +1090,10 @@ mod tests {
         assert!(NameAddr::parse("< sip:a@b >", "To").is_err());
         let round = NameAddr::parse(&a.to_string(), "From").unwrap();
         assert_eq!(round, a);
+        assert_eq!(a.to_string(), r#""Bell, \"Alex\"" <sip:a@b>;tag=1"#);
+        let slash = NameAddr::parse(r#""a\\b\"" <sip:a@b>"#, "To").unwrap();
+        assert_eq!(slash.display_name.as_deref(), Some("a\\b\""));
+        assert_eq!(slash.to_string(), r#""a\\b\"" <sip:a@b>"#);
     }
 
     #[test]

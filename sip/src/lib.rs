@@ -79,13 +79,14 @@ mod torture;
 
 pub use check::{Rejection, check_request, check_response};
 pub use error::Error;
-pub use header::{CSeq, Contact, Event, Header, Headers, MediaType, NameAddr, Via};
+pub use header::{CSeq, Contact, Event, Header, Headers, MediaType, Name, NameAddr, Via};
 pub use locate::{Destination, Lookup, locate};
 pub use message::{Message, Method, Request, Response, StatusCode, Version};
 pub use parse::{DEFAULT_MAX_MESSAGE, StreamDecoder, parse_datagram, parse_message};
 pub use route::{Target, TransportKind, response_target, stamp_via};
 pub use transaction::{
-    RequestDisposition, TableOutput, TransactionId, TransactionMap, TransactionTable, WireBytes,
+    RequestDisposition, ServerId, TableOutput, TransactionId, TransactionMap, TransactionTable,
+    WireBytes,
 };
 pub use uri::{Host, Params, SipUri, Uri};
 

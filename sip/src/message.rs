@@ -1,7 +1,7 @@
 //! SIP requests and responses (RFC 3261 section 7) and their serialization.
 
 use std::fmt;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash, Hasher};
 
 use crate::Error;
 use crate::header::{Header, Headers, Name, NameAddr};
@@ -445,12 +445,11 @@ fn answer_headers(
     req: &Request,
     status: StatusCode,
 ) -> impl Iterator<Item = (&Header, Option<&str>)> {
-    let copied = ["Via", "From", "Call-ID", "CSeq"].map(Name::of);
-    let to = Name::of("To");
+    const COPIED: [Name<'static>; 4] = [Name::VIA, Name::FROM, Name::CALL_ID, Name::CSEQ];
     req.headers.iter().filter_map(move |h| {
-        if copied.iter().any(|n| h.is(n)) {
+        if COPIED.iter().any(|n| h.is(n)) {
             Some((h, None))
-        } else if h.is(&to) {
+        } else if h.is(&Name::TO) {
             let untagged = match req.headers.to() {
                 Ok(Some(to)) => to.tag().is_none(),
                 // Several To lines: each is judged on its own.
@@ -465,19 +464,45 @@ fn answer_headers(
     })
 }
 
-/// A To-tag that is the same for retransmissions of one request.
+/// A To-tag that is the same for retransmissions of one request: a fixed-seed hash of
+/// Call-ID, From, CSeq and the top Via (foldhash; SipHash cost more than the rest of the
+/// answer, and the tag needs to be distinct, not secret).
 fn local_tag(req: &Request) -> String {
-    let mut h = DefaultHasher::new();
-    for name in ["Call-ID", "From", "CSeq"] {
+    let mut h = foldhash::fast::FixedState::default().build_hasher();
+    for name in [Name::CALL_ID, Name::FROM, Name::CSEQ] {
         req.headers.get(name).hash(&mut h);
     }
-    req.headers.first_value("Via").hash(&mut h);
-    format!("sj{:016x}", h.finish())
+    req.headers.first_value(Name::VIA).hash(&mut h);
+    let mut tag = String::with_capacity(18);
+    tag.push_str("sj");
+    push_hex(&mut tag, h.finish(), 16);
+    tag
+}
+
+/// Appends `n` in lowercase hex, zero-padded to `min_digits`, as `{:0width$x}` writes it,
+/// without the formatter: tags and branches are made for every request.
+pub(crate) fn push_hex(out: &mut String, n: u64, min_digits: u32) {
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(min_digits);
+    for place in (0..digits).rev() {
+        let digit = n.checked_shr(place * 4).unwrap_or(0) & 0xf;
+        out.push(char::from(b"0123456789abcdef"[digit as usize]));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_as_the_formatter_writes_it() {
+        for n in [0, 1, 0xf, 0x10, 0xdead_beef, u64::MAX] {
+            for width in [1, 16, 20] {
+                let mut out = String::new();
+                push_hex(&mut out, n, width);
+                assert_eq!(out, format!("{n:0w$x}", w = width as usize));
+            }
+        }
+    }
 
     fn request() -> Request {
         let mut r = Request::new(Method::Message, Uri::parse("sip:bob@example.com").unwrap());

@@ -3,7 +3,7 @@
 //! [`Error::Incomplete`] apart from [`Error::Invalid`].
 
 use crate::Error;
-use crate::header::Headers;
+use crate::header::{Headers, Name};
 use crate::message::{Message, Method, Request, Response, StatusCode, Version};
 use crate::uri::{Uri, is_token_char};
 
@@ -185,16 +185,13 @@ fn skip_crlf(data: &[u8]) -> usize {
 
 /// Length of the head including its CRLFCRLF, searching from `from`.
 fn find_head_end(data: &[u8], from: usize) -> Option<usize> {
-    data.get(from..)?
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| from + p + 4)
+    memchr::memmem::find(data.get(from..)?, b"\r\n\r\n").map(|p| from + p + 4)
 }
 
 /// Content-Length for framing: absent is `None`; repeated, negative or non-numeric is a
 /// framing error (RFC 4475 3.1.2.3 and 3.3.9).
 fn framing_length(headers: &Headers) -> Result<Option<usize>, Error> {
-    let mut lines = headers.lines("Content-Length");
+    let mut lines = headers.lines(Name::CONTENT_LENGTH);
     let Some(v) = lines.next() else {
         return Ok(None);
     };
@@ -219,26 +216,39 @@ fn with_body(msg: Message, body: Vec<u8>) -> Message {
 /// Parses the start line and header lines (the head without its final CRLFCRLF).
 fn parse_head(head: &[u8]) -> Result<Message, Error> {
     let text = std::str::from_utf8(head).map_err(|_| Error::Invalid("head is not UTF-8".into()))?;
-    // Lines end in CRLF; split at the LFs (a byte search) and require the CR before each.
-    let line_count = text.bytes().filter(|&b| b == b'\n').count() + 1;
-    let mut lines = text.split('\n').enumerate().map(|(i, piece)| {
-        let line = if i + 1 < line_count {
-            piece.strip_suffix('\r')?
-        } else {
-            piece
+    // Lines end in CRLF: every CR must begin a CRLF and every LF end one. One byte search
+    // for both checks that; the lines are then cut at the LFs.
+    let start_line_end = memchr::memchr(b'\n', head).unwrap_or(head.len());
+    let mut line_count = 1;
+    for i in memchr::memchr2_iter(b'\r', b'\n', head) {
+        let paired = match head[i] {
+            b'\r' => head.get(i + 1) == Some(&b'\n'),
+            _ => {
+                line_count += 1;
+                i > 0 && head[i - 1] == b'\r'
+            }
         };
-        (!line.contains('\r')).then_some(line)
-    });
-    let start = lines
-        .next()
-        .flatten()
-        .ok_or_else(|| Error::Invalid("bare CR or LF in start line".into()))?;
+        if !paired {
+            let place = if i <= start_line_end {
+                "start line"
+            } else {
+                "header"
+            };
+            return Err(Error::Invalid(format!("bare CR or LF in {place}")));
+        }
+    }
+    let mut lines = memchr::memchr_iter(b'\n', head)
+        .chain([head.len() + 1])
+        .scan(0, |begin, lf| {
+            // `lf - 1` drops the CR (the last line has neither).
+            let line = &text[*begin..lf - 1];
+            *begin = lf + 1;
+            Some(line)
+        });
+    let start = lines.next().unwrap_or_default();
     let mut headers = Headers::with_capacity(line_count - 1);
     let mut current: Option<(String, String)> = None;
     for line in lines {
-        let Some(line) = line else {
-            return Err(Error::Invalid("bare CR or LF in header".into()));
-        };
         if line.starts_with([' ', '\t']) {
             // Folded continuation (RFC 3261 7.3.1): joined with one SP.
             let Some((_, value)) = current.as_mut() else {
@@ -256,9 +266,9 @@ fn parse_head(head: &[u8]) -> Result<Message, Error> {
         if let Some((n, v)) = current.take() {
             headers.push(n, v);
         }
-        let (name, value) = line
-            .split_once(':')
+        let colon = memchr::memchr(b':', line.as_bytes())
             .ok_or_else(|| Error::Invalid(format!("header line without colon: {line:?}")))?;
+        let (name, value) = (&line[..colon], &line[colon + 1..]);
         let name = name.trim_end_matches([' ', '\t']);
         if name.is_empty() || !name.bytes().all(is_token_char) {
             return Err(Error::Invalid(format!("bad header name {name:?}")));

@@ -50,7 +50,9 @@ pub fn stamp_via(req: &mut Request, source: SocketAddr) {
     if !wants_rport && top.host.ip() == Some(source.ip()) {
         return; // Nothing to add: the line stays as it came.
     }
-    let mut via = top.clone();
+    let Ok(Some(mut via)) = req.headers.take_top_via() else {
+        return;
+    };
     if wants_rport {
         via.params.set("rport", Some(source.port().to_string()));
     }

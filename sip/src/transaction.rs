@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::Error;
-use crate::message::{Method, Request, Response, StatusCode};
+use crate::message::{Method, Request, Response, StatusCode, push_hex};
 use crate::route::{Target, response_target};
 
 /// The RFC 3261 branch prefix (section 8.1.1.7).
@@ -359,7 +359,7 @@ impl ClientTransaction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RequestDisposition {
     /// A new transaction: pass the request to the TU, answer with `send_response`.
-    New(TransactionId),
+    New(ServerId),
     /// A retransmission: not passed up; send these stored response bytes again, if any,
     /// to that target (already worked out by [`response_target`]).
     Retransmission(Option<(Target, WireBytes)>),
@@ -405,6 +405,12 @@ pub struct TransactionTable {
     nonce: u64,
     counter: u64,
 }
+
+/// A server transaction, as the table knows it: the key [`RequestDisposition::New`] hands
+/// out for the answer, so the request's [`TransactionId`] is digested once, not again for
+/// the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerId(u128);
 
 /// Server transaction keys: a [`TransactionId`] hashed by two SipHashes with keys drawn at
 /// random per table, 128 bits in all. Peers cannot aim at a collision without the keys, and
@@ -480,7 +486,12 @@ impl TransactionTable {
     /// A fresh branch for a request we send (RFC 3261 8.1.1.7).
     pub fn new_branch(&mut self) -> String {
         self.counter += 1;
-        format!("{MAGIC_COOKIE}{:x}.{:x}", self.nonce, self.counter)
+        let mut branch = String::with_capacity(MAGIC_COOKIE.len() + 33);
+        branch.push_str(MAGIC_COOKIE);
+        push_hex(&mut branch, self.nonce, 1);
+        branch.push('.');
+        push_hex(&mut branch, self.counter, 1);
+        branch
     }
 
     /// Number of live transactions (server, client).
@@ -509,7 +520,7 @@ impl TransactionTable {
         }
         // Trying has no timer, so nothing to schedule yet.
         self.servers.insert(key, ServerTransaction::new(source));
-        Ok(RequestDisposition::New(id))
+        Ok(RequestDisposition::New(ServerId(key)))
     }
 
     /// The TU answers `req`'s server transaction; returns where the response goes (RFC 3261
@@ -518,12 +529,12 @@ impl TransactionTable {
     /// same ones any retransmission of the request gets.
     pub fn send_response(
         &mut self,
-        id: &TransactionId,
+        id: ServerId,
         req: &Request,
         resp: &Response,
         now: Instant,
     ) -> Result<(Target, WireBytes), Error> {
-        let key = self.server_keys.key(id);
+        let ServerId(key) = id;
         let Some(t) = self.servers.get_mut(&key) else {
             return Err(Error::Transaction("no such server transaction".into()));
         };
@@ -747,7 +758,7 @@ mod tests {
             RequestDisposition::Retransmission(None)
         );
         let ok = Response::for_request(&r, StatusCode::OK, "OK");
-        let (to, sent) = table.send_response(&id, &r, &ok, t0).unwrap();
+        let (to, sent) = table.send_response(id, &r, &ok, t0).unwrap();
         assert_eq!(to, src);
         assert_eq!(&*sent, &ok.to_bytes()[..]);
         // Every retransmission gets the very bytes first sent.
@@ -760,7 +771,7 @@ mod tests {
             assert_eq!(again, src);
             assert_eq!(bytes, sent);
         }
-        assert!(table.send_response(&id, &r, &ok, t0).is_err());
+        assert!(table.send_response(id, &r, &ok, t0).is_err());
         // Same branch, other method: another transaction.
         let other = req("z9hG4bKabc", "OPTIONS");
         assert!(matches!(
@@ -793,7 +804,7 @@ mod tests {
             panic!()
         };
         let ok = Response::for_request(&r, StatusCode::OK, "OK");
-        let (to, _) = table.send_response(&id, &r, &ok, t0).unwrap();
+        let (to, _) = table.send_response(id, &r, &ok, t0).unwrap();
         assert_eq!(to.addr, "192.0.2.1:5060".parse().unwrap());
         let RequestDisposition::Retransmission(Some((again, _))) =
             table.handle_request(&r, src, t0).unwrap()
@@ -813,14 +824,14 @@ mod tests {
             panic!()
         };
         let trying = Response::for_request(&r, StatusCode::TRYING, "Trying");
-        let (_, first) = table.send_response(&id, &r, &trying, t0).unwrap();
+        let (_, first) = table.send_response(id, &r, &trying, t0).unwrap();
         assert_eq!(
             table.handle_request(&r, src, t0).unwrap(),
             RequestDisposition::Retransmission(Some((src, first.clone())))
         );
         let mut ok = Response::for_request(&r, StatusCode::ACCEPTED, "Accepted");
         ok.headers.push("Expires", "600");
-        let (_, last) = table.send_response(&id, &r, &ok, t0).unwrap();
+        let (_, last) = table.send_response(id, &r, &ok, t0).unwrap();
         assert_ne!(first, last);
         assert_eq!(
             table.handle_request(&r, src, t0).unwrap(),
@@ -840,10 +851,10 @@ mod tests {
             panic!()
         };
         let trying = Response::for_request(&r, StatusCode::TRYING, "Trying");
-        table.send_response(&id, &r, &trying, t0).unwrap();
+        table.send_response(id, &r, &trying, t0).unwrap();
         table
             .send_response(
-                &id,
+                id,
                 &r,
                 &Response::for_request(&r, StatusCode::OK, "OK"),
                 t0,
@@ -997,7 +1008,7 @@ mod memory {
                 panic!("not new")
             };
             let resp = Response::for_request(r, StatusCode::ACCEPTED, "Accepted");
-            let _ = table.send_response(&id, r, &resp, now).unwrap();
+            let _ = table.send_response(id, r, &resp, now).unwrap();
         }
         let after = rss_kib();
         assert_eq!(table.len().0, N);

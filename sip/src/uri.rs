@@ -340,24 +340,53 @@ impl SipUri {
 
 impl fmt::Display for SipUri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Piece by piece, without format strings: every request the gateway sends writes
+        // two or three URIs.
         f.write_str(if self.secure { "sips:" } else { "sip:" })?;
         if let Some(u) = &self.user {
-            write!(f, "{}", utf8_percent_encode(u, &USER))?;
+            for part in utf8_percent_encode(u, &USER) {
+                f.write_str(part)?;
+            }
             if let Some(p) = &self.password {
-                write!(f, ":{}", utf8_percent_encode(p, &PASSWORD))?;
+                f.write_str(":")?;
+                for part in utf8_percent_encode(p, &PASSWORD) {
+                    f.write_str(part)?;
+                }
             }
             f.write_str("@")?;
         }
-        write!(f, "{}", self.host)?;
+        fmt::Display::fmt(&self.host, f)?;
         if let Some(p) = self.port {
-            write!(f, ":{p}")?;
+            write_port(f, p)?;
         }
-        write!(f, "{}", self.params)?;
+        fmt::Display::fmt(&self.params, f)?;
         for (i, (k, v)) in self.headers.iter().enumerate() {
-            write!(f, "{}{k}={v}", if i == 0 { '?' } else { '&' })?;
+            f.write_str(if i == 0 { "?" } else { "&" })?;
+            f.write_str(k)?;
+            f.write_str("=")?;
+            f.write_str(v)?;
         }
         Ok(())
     }
+}
+
+/// Writes `:port` without the formatter's integer machinery.
+pub(crate) fn write_port(f: &mut impl fmt::Write, port: u16) -> fmt::Result {
+    let mut text = [b':', 0, 0, 0, 0, 0];
+    let digits = match port {
+        0..=9 => 1,
+        10..=99 => 2,
+        100..=999 => 3,
+        1000..=9999 => 4,
+        _ => 5,
+    };
+    let mut rest = port;
+    for place in (1..=digits).rev() {
+        text[place] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    // Only a colon and digits were written.
+    f.write_str(std::str::from_utf8(&text[..=digits]).unwrap_or_default())
 }
 
 /// Any URI: SIP/SIPS parsed, other schemes kept whole (RFC 4475 3.3.2 `unkscm.dat`).
@@ -424,7 +453,11 @@ impl fmt::Display for Uri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sip(u) => u.fmt(f),
-            Self::Other { scheme, rest } => write!(f, "{scheme}:{rest}"),
+            Self::Other { scheme, rest } => {
+                f.write_str(scheme)?;
+                f.write_str(":")?;
+                f.write_str(rest)
+            }
         }
     }
 }
@@ -532,6 +565,21 @@ fn separator_outside_quotes(s: &str, sep: u8) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uris_write_back_as_parsed() {
+        for text in [
+            "sip:host",
+            "sip:a@h:0",
+            "sip:a@h:9",
+            "sip:a%20b:pw@h:10",
+            "sips:alice@[2001:db8::1]:5061;transport=tcp",
+            "sip:bob@192.0.2.4:65535;lr?subject=hi&priority=urgent",
+            "tel:+1-555-0100",
+        ] {
+            assert_eq!(Uri::parse(text).unwrap().to_string(), text);
+        }
+    }
 
     #[test]
     fn dotted_quads_as_std_writes_them() {

@@ -128,7 +128,7 @@ async fn udp_retransmission_gets_the_same_bytes() {
             crate::RequestDisposition::New(id) => {
                 assert_eq!(attempt, 0);
                 let resp = Response::for_request(request(&inc), StatusCode::ACCEPTED, "Accepted");
-                table.send_response(&id, request(&inc), &resp, now).unwrap()
+                table.send_response(id, request(&inc), &resp, now).unwrap()
             }
             crate::RequestDisposition::Retransmission(resend) => {
                 assert_eq!(attempt, 1);
