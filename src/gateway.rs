@@ -164,11 +164,18 @@ pub struct Gateway {
     nonce: u32,
     /// Users' JIDs already made from their `jab_id` (escaped and checked, which costs about
     /// as much as parsing a MESSAGE's From): the same users send message after message.
-    user_jids: HashMap<String, Jid>,
+    user_jids: UserCache<Jid>,
+    /// Users' SIP URIs already parsed from their `sip_id` (`None`: not a valid URI), for the
+    /// same reason.
+    user_uris: UserCache<Option<Uri>>,
 }
 
-/// Users' JIDs kept at most; the map is emptied when it is full.
-const USER_JIDS_MAX: usize = 4096;
+/// Users' addresses kept at most per cache; a cache is emptied when it is full.
+const USER_CACHE_MAX: usize = 4096;
+
+/// A cache of what a user's store column makes, keyed by the column. The keys are store
+/// values, so a fast hash will do.
+type UserCache<V> = HashMap<String, V, foldhash::fast::RandomState>;
 
 impl Gateway {
     /// A gateway whose link is down until [`Gateway::handle_link_up`]. It takes the memory
@@ -183,7 +190,8 @@ impl Gateway {
             outputs: VecDeque::new(),
             counter: 0,
             nonce: fastrand::u32(..),
-            user_jids: HashMap::new(),
+            user_jids: UserCache::default(),
+            user_uris: UserCache::default(),
         }
     }
 
@@ -282,7 +290,7 @@ impl Gateway {
             r.headers.push(("Retry-After".into(), "30".into()));
             return Err(r);
         }
-        let user = if Uri::parse(&account.sip_id).is_ok() {
+        let user = if self.user_uri(account).is_some() {
             account.sip_id.clone()
         } else {
             req.uri.to_string()
@@ -366,7 +374,7 @@ impl Gateway {
             Ok(uri) => Uri::Sip(uri),
             Err(e) => return Err((DefinedCondition::JidMalformed, e.to_string())),
         };
-        let Ok(to_uri) = Uri::parse(&account.sip_id) else {
+        let Some(to_uri) = self.user_uri(account).cloned() else {
             let text = format!(
                 "the gateway user's SIP address {} is invalid",
                 account.sip_id
@@ -539,11 +547,23 @@ impl Gateway {
             .user_jid(&account.jab_id)
             .map(Jid::from)
             .map_err(|_| reject(500, "Server Internal Error (invalid jab_id)"))?;
-        if self.user_jids.len() >= USER_JIDS_MAX {
+        if self.user_jids.len() >= USER_CACHE_MAX {
             self.user_jids.clear();
         }
         self.user_jids.insert(account.jab_id.clone(), jid.clone());
         Ok(jid)
+    }
+
+    /// The user's SIP URI (`sip_id`), or `None` when the store holds one that does not parse.
+    fn user_uri(&mut self, account: &Account) -> Option<&Uri> {
+        if !self.user_uris.contains_key(&account.sip_id) {
+            if self.user_uris.len() >= USER_CACHE_MAX {
+                self.user_uris.clear();
+            }
+            let uri = Uri::parse(&account.sip_id).ok();
+            self.user_uris.insert(account.sip_id.clone(), uri);
+        }
+        self.user_uris.get(&account.sip_id)?.as_ref()
     }
 
     /// A fresh stanza id, `sipjab-<nonce>-<n>`, with its number `n`.

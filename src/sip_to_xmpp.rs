@@ -149,6 +149,14 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// Replaces the characters XML 1.0 cannot carry (controls other than tab, LF and CR, U+FFFE,
 /// U+FFFF) with U+FFFD.
 pub fn xml_safe(text: &str) -> String {
+    // Nearly every text is safe as it is: only a control byte or the lead byte of U+FFFE
+    // and U+FFFF (0xEF) sends it through the character-by-character copy.
+    if text
+        .bytes()
+        .all(|b| (b >= b' ' && b != 0xef) || matches!(b, b'\t' | b'\n' | b'\r'))
+    {
+        return text.to_owned();
+    }
     text.chars()
         .map(|c| match c {
             '\t' | '\n' | '\r' => c,

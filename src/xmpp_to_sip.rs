@@ -5,7 +5,7 @@
 //! `Subject`. The Via is stamped by the transport, which knows the local address. The
 //! gateway's INFO and ERROR notices are MESSAGEs built the same way, from `[sip] registrar`.
 
-use sipjab_sip::{Method, NameAddr, Request, Uri};
+use sipjab_sip::{Method, Request, Uri};
 
 /// The Content-Type of every MESSAGE the gateway sends.
 pub const TEXT_PLAIN_UTF8: &str = "text/plain;charset=UTF-8";
@@ -13,13 +13,14 @@ pub const TEXT_PLAIN_UTF8: &str = "text/plain;charset=UTF-8";
 /// A MESSAGE request from `from` to `to`, ready for a Via.
 pub fn message_request(from: &Uri, to: &Uri, body: &str, subject: Option<&str>) -> Request {
     let mut req = Request::new(Method::Message, to.clone());
-    let mut from_addr = NameAddr::new(from.clone());
-    from_addr.params.set("tag", Some(token(10)));
+    // `<uri>;tag=…` and `<uri>` written straight into the values (this runs per message).
     let h = &mut req.headers;
     h.push("Max-Forwards", "70");
-    h.push("From", from_addr.to_string());
-    h.push("To", NameAddr::new(to.clone()).to_string());
-    h.push("Call-ID", format!("{}@sipjab", token(20)));
+    h.push("From", format!("<{from}>;tag={}", token(10)));
+    h.push("To", format!("<{to}>"));
+    let mut call_id = token(20);
+    call_id.push_str("@sipjab");
+    h.push("Call-ID", call_id);
     h.push("CSeq", "1 MESSAGE");
     if let Some(subject) = subject {
         // A header value cannot hold line breaks.

@@ -123,12 +123,49 @@ fn plain_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
+/// Bytes [`escape_into`] copies as they are, looked up rather than matched: it runs over
+/// every byte of every stanza the gateway writes.
+const PLAIN_IN_TEXT: [bool; 256] = plain_bytes(false);
+/// The same in an attribute value.
+const PLAIN_IN_ATTRIBUTE: [bool; 256] = plain_bytes(true);
+
+const fn plain_bytes(attribute: bool) -> [bool; 256] {
+    let mut plain = [true; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        plain[b] = false;
+        b += 1;
+    }
+    plain[b'<' as usize] = false;
+    plain[b'>' as usize] = false;
+    plain[b'&' as usize] = false;
+    // The last byte of U+FFFE and U+FFFF, checked in context.
+    plain[0xbe] = false;
+    plain[0xbf] = false;
+    if attribute {
+        plain[b'\'' as usize] = false;
+        plain[b'"' as usize] = false;
+    } else {
+        plain[b'\t' as usize] = true;
+        plain[b'\n' as usize] = true;
+    }
+    plain
+}
+
 /// Escapes text or an attribute value (quoted with `'`) as rxml does; `None` for a
 /// character XML cannot carry.
 fn escape_into(text: &str, attribute: bool, out: &mut Vec<u8>) -> Option<()> {
     let bytes = text.as_bytes();
+    let plain = if attribute {
+        &PLAIN_IN_ATTRIBUTE
+    } else {
+        &PLAIN_IN_TEXT
+    };
     let mut done = 0;
     for (i, &b) in bytes.iter().enumerate() {
+        if plain[usize::from(b)] {
+            continue;
+        }
         let with: &[u8] = match b {
             b'<' => b"&lt;",
             b'>' => b"&gt;",
