@@ -8,13 +8,15 @@
 //! to the lines. Each line also carries the number of its field among the ones read
 //! often ([`KNOWN`]), found once when the line is made, so a lookup compares numbers.
 
+use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::sync::OnceLock;
 
 use crate::Error;
 use crate::message::Method;
 use crate::uri::{
-    DottedQuad, Host, Params, Uri, is_token_char, parse_host_port, split_quoted, write_port,
+    DottedQuad, Host, Params, Uri, find_byte, is_token_char, parse_host_port, split_byte,
+    split_quoted, write_port,
 };
 
 /// Compact forms of RFC 3261 7.3.3 (and RFC 3265/3515/4028 for o, u, r, b, x).
@@ -117,8 +119,9 @@ const fn field_number(name: &str) -> u8 {
 /// One header line as received (folding undone) or as built.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
-    /// The name as written (may be a compact form).
-    pub name: String,
+    /// The name as written (may be a compact form). Borrowed when it is a literal or a
+    /// known field written the usual way, as nearly all are: one allocation less a line.
+    pub name: Cow<'static, str>,
     /// The value with surrounding whitespace removed and folded lines joined by one SP.
     pub value: String,
     /// [`field_number`] of the name.
@@ -127,8 +130,22 @@ pub struct Header {
 
 impl Header {
     /// A line of field `name`.
-    fn new(name: String, value: String) -> Self {
+    fn new(name: Cow<'static, str>, value: String) -> Self {
         let field = field_number(&name);
+        Self { name, value, field }
+    }
+
+    /// A line read from the wire: a known field's name written as [`KNOWN`] spells it
+    /// is borrowed from there.
+    pub(crate) fn parsed(name: &str, value: String) -> Self {
+        let field = field_number(name);
+        let name = match field {
+            0 => Cow::Owned(name.to_owned()),
+            n => match KNOWN[usize::from(n) - 1] {
+                known if known == name => Cow::Borrowed(known),
+                _ => Cow::Owned(name.to_owned()),
+            },
+        };
         Self { name, value, field }
     }
 
@@ -270,13 +287,19 @@ impl Headers {
     }
 
     /// Appends a line.
-    pub fn push(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    pub fn push(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) {
         let line = Header::new(name.into(), value.into());
         self.lines_mut().push(line);
     }
 
+    /// Appends a line read from the wire.
+    pub(crate) fn push_parsed(&mut self, name: &str, value: String) {
+        let line = Header::parsed(name, value);
+        self.lines_mut().push(line);
+    }
+
     /// Inserts a line first (used for a new top Via).
-    pub fn push_front(&mut self, name: impl Into<String>, value: impl Into<String>) {
+    pub fn push_front(&mut self, name: impl Into<Cow<'static, str>>, value: impl Into<String>) {
         let line = Header::new(name.into(), value.into());
         self.lines_mut().insert(0, line);
     }
@@ -305,7 +328,7 @@ impl Headers {
                     }
                 });
             }
-            None => self.push(field.text, value),
+            None => self.push(field.text.to_owned(), value),
         }
     }
 
@@ -643,7 +666,7 @@ impl Via {
     /// Parses `SIP / 2.0 / transport sent-by *( ; via-params )`, LWS allowed around `/`.
     pub fn parse(v: &str) -> Result<Self, Error> {
         let bad = |r: &str| header_err("Via", format!("{r}: {v:?}"));
-        let (head, params) = match v.split_once(';') {
+        let (head, params) = match split_byte(v, b';') {
             Some((h, p)) => (h, Params::parse(p).map_err(|e| bad(&e.to_string()))?),
             None => (v, Params::default()),
         };
@@ -767,7 +790,7 @@ impl NameAddr {
                 return Err(bad("display name without <URI>".into()));
             }
             (Some(dn), after)
-        } else if let Some(lt) = v.find('<') {
+        } else if let Some(lt) = find_byte(v, b'<') {
             let dn = v[..lt].trim();
             if !dn.split_whitespace().all(|w| w.bytes().all(is_token_char)) {
                 return Err(bad(format!("display name is not tokens: {dn:?}")));
@@ -791,7 +814,7 @@ impl NameAddr {
         } else {
             // addr-spec: URI parameters would be header parameters (RFC 3261 20.10), and
             // `?`/`,` need the name-addr form (RFC 4475 3.1.2.13).
-            let (uri, params) = rest.split_once(';').unwrap_or((rest, ""));
+            let (uri, params) = split_byte(rest, b';').unwrap_or((rest, ""));
             if uri.contains('?') || uri.contains(',') {
                 return Err(bad("URI with headers must be in <>".into()));
             }
@@ -908,11 +931,11 @@ impl MediaType {
     /// Parses `type/subtype *(;param)`.
     pub fn parse(v: &str, name: &'static str) -> Result<Self, Error> {
         let bad = || header_err(name, format!("bad media type {v:?}"));
-        let (ts, params) = match v.split_once(';') {
+        let (ts, params) = match split_byte(v, b';') {
             Some((t, p)) => (t, Params::parse(p).map_err(|_| bad())?),
             None => (v, Params::default()),
         };
-        let (t, s) = ts.split_once('/').ok_or_else(bad)?;
+        let (t, s) = split_byte(ts, b'/').ok_or_else(bad)?;
         let (t, s) = (t.trim(), s.trim());
         let tok = |x: &str| !x.is_empty() && x.bytes().all(is_token_char);
         if !tok(t) || !tok(s) {
@@ -957,7 +980,7 @@ pub struct Event {
 impl Event {
     /// Parses `event-type *( ; event-param )`.
     pub fn parse(v: &str) -> Result<Self, Error> {
-        let (p, params) = match v.split_once(';') {
+        let (p, params) = match split_byte(v, b';') {
             Some((p, rest)) => (
                 p.trim(),
                 Params::parse(rest).map_err(|e| header_err("Event", e.to_string()))?,
@@ -981,7 +1004,7 @@ mod tests {
     fn hs(lines: &[(&str, &str)]) -> Headers {
         let mut h = Headers::new();
         for (n, v) in lines {
-            h.push(*n, *v);
+            h.push(n.to_string(), *v);
         }
         h
     }

@@ -247,7 +247,7 @@ fn parse_head(head: &[u8]) -> Result<Message, Error> {
         });
     let start = lines.next().unwrap_or_default();
     let mut headers = Headers::with_capacity(line_count - 1);
-    let mut current: Option<(String, String)> = None;
+    let mut current: Option<(&str, String)> = None;
     for line in lines {
         if line.starts_with([' ', '\t']) {
             // Folded continuation (RFC 3261 7.3.1): joined with one SP.
@@ -264,7 +264,7 @@ fn parse_head(head: &[u8]) -> Result<Message, Error> {
             continue;
         }
         if let Some((n, v)) = current.take() {
-            headers.push(n, v);
+            headers.push_parsed(n, v);
         }
         let colon = memchr::memchr(b':', line.as_bytes())
             .ok_or_else(|| Error::Invalid(format!("header line without colon: {line:?}")))?;
@@ -273,10 +273,10 @@ fn parse_head(head: &[u8]) -> Result<Message, Error> {
         if name.is_empty() || !name.bytes().all(is_token_char) {
             return Err(Error::Invalid(format!("bad header name {name:?}")));
         }
-        current = Some((name.to_owned(), value.trim_matches([' ', '\t']).to_owned()));
+        current = Some((name, value.trim_matches([' ', '\t']).to_owned()));
     }
     if let Some((n, v)) = current.take() {
-        headers.push(n, v);
+        headers.push_parsed(n, v);
     }
     parse_start_line(start, headers)
 }

@@ -853,12 +853,7 @@ mod tests {
         let trying = Response::for_request(&r, StatusCode::TRYING, "Trying");
         table.send_response(id, &r, &trying, t0).unwrap();
         table
-            .send_response(
-                id,
-                &r,
-                &Response::for_request(&r, StatusCode::OK, "OK"),
-                t0,
-            )
+            .send_response(id, &r, &Response::for_request(&r, StatusCode::OK, "OK"), t0)
             .unwrap();
         assert_eq!(table.len().0, 0);
     }
