@@ -190,7 +190,7 @@ pub fn check_response(resp: &Response) -> Result<(), Error> {
 
 /// Parses every header the gateway reads, so that a bad one is found up front.
 fn check_headers(h: &Headers) -> Result<(), Error> {
-    h.vias()?;
+    h.check_vias()?;
     h.from()?;
     h.to()?;
     h.call_id()?;

@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use crate::Error;
 use crate::message::Method;
@@ -234,7 +234,8 @@ pub struct Headers {
 /// request usable across an `.await` in a spawned task.
 #[derive(Debug, Clone, Default)]
 struct Parsed {
-    top_via: OnceLock<Option<Via>>,
+    /// Shared, so a response built from the request takes it without a copy.
+    top_via: OnceLock<Option<Arc<Via>>>,
     vias: OnceLock<Vec<Via>>,
     from: OnceLock<Option<NameAddr>>,
     to: OnceLock<Option<NameAddr>>,
@@ -419,7 +420,7 @@ impl Headers {
             let mut vias = Vec::with_capacity(values.len());
             if let Some(Some(top)) = parsed.top_via.get() {
                 values.next();
-                vias.push(top.clone());
+                vias.push(Via::clone(top));
             }
             for v in values {
                 vias.push(Via::parse(v)?);
@@ -436,9 +437,21 @@ impl Headers {
             return Ok(vias.first());
         }
         cached(&parsed.top_via, || {
-            self.first_value(Name::VIA).map(Via::parse).transpose()
+            let top = self.first_value(Name::VIA).map(Via::parse).transpose()?;
+            Ok(top.map(Arc::new))
         })
-        .map(Option::as_ref)
+        .map(Option::as_deref)
+    }
+
+    /// Checks that every Via parses, without keeping the list: only the top one is kept,
+    /// for [`top_via`](Self::top_via).
+    pub fn check_vias(&self) -> Result<(), Error> {
+        self.top_via()?;
+        let mut rest = self
+            .lines(Name::VIA)
+            .flat_map(|l| split_quoted(l, b','))
+            .skip(1);
+        rest.try_for_each(|v| Via::parse(v.trim()).map(drop))
     }
 
     /// The top Via moved out of what was parsed, to change and put back with
@@ -449,7 +462,9 @@ impl Headers {
             return Ok(None);
         };
         match parsed.top_via.take() {
-            Some(top) => Ok(top),
+            Some(top) => Ok(
+                top.map(|top| Arc::try_unwrap(top).unwrap_or_else(|shared| Via::clone(&shared)))
+            ),
             None => Ok(parsed.vias.get().and_then(|vias| vias.first().cloned())),
         }
     }
@@ -461,7 +476,7 @@ impl Headers {
             return;
         };
         let top = match parsed.vias.get() {
-            Some(vias) => Some(vias.first().cloned()),
+            Some(vias) => Some(vias.first().cloned().map(Arc::new)),
             None => parsed.top_via.get().cloned(),
         };
         if let Some(top) = top {
@@ -478,7 +493,7 @@ impl Headers {
     /// key.
     pub fn push_top_via(&mut self, via: Via) {
         self.push_front("Via", via.to_string());
-        let _ = self.parsed().top_via.set(Some(via));
+        let _ = self.parsed().top_via.set(Some(Arc::new(via)));
     }
 
     /// Replaces the top Via value (the rest of its line is kept), e.g. to add `received`.
@@ -494,7 +509,7 @@ impl Headers {
         } else {
             self.push_front("Via", via.to_string());
         }
-        let _ = self.parsed().top_via.set(Some(via));
+        let _ = self.parsed().top_via.set(Some(Arc::new(via)));
     }
 
     /// From (RFC 3261 20.20).
