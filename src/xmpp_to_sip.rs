@@ -33,9 +33,15 @@ pub fn message_request(from: &Uri, to: &Uri, body: &str, subject: Option<&str>) 
 /// Random alphanumerics for tags and Call-IDs (RFC 3261 §19.3: at least 32 bits of
 /// randomness).
 fn token(len: usize) -> String {
-    std::iter::repeat_with(fastrand::alphanumeric)
-        .take(len)
-        .collect()
+    const ALPHANUMERIC: &[u8; 62] =
+        b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut token = String::with_capacity(len);
+    for _ in 0..len {
+        token.push(char::from(
+            ALPHANUMERIC[fastrand::usize(..ALPHANUMERIC.len())],
+        ));
+    }
+    token
 }
 
 /// The first line of a text, shortened for a notice.

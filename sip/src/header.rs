@@ -78,15 +78,13 @@ const KNOWN: &[&str] = &[
     "Subject",
 ];
 
-/// A field's number in [`KNOWN`] (compact forms included), 0 for any other field.
-/// Length, first and last letter tell the known names apart, so one comparison decides.
-/// A `const fn`, so the [`Name`] constants cost nothing at run time.
-const fn field_number(name: &str) -> u8 {
-    let long = long_name(name).as_bytes();
+/// The one field of [`KNOWN`] a long name can be (0: none): length, first and last letter
+/// tell the known names apart, so one comparison then decides.
+const fn candidate_field(long: &[u8]) -> u8 {
     let (Some(first), Some(last)) = (long.first(), long.last()) else {
         return 0;
     };
-    let candidate = match (long.len(), *first | 0x20, *last | 0x20) {
+    match (long.len(), *first | 0x20, *last | 0x20) {
         (3, b'v', b'a') => 1,
         (4, b'f', b'm') => 2,
         (2, b't', b'o') => 3,
@@ -101,8 +99,18 @@ const fn field_number(name: &str) -> u8 {
         (7, b'r', b'e') => 12,
         (13, b'p', b'e') => 13,
         (7, b's', b't') => 14,
-        _ => return 0,
-    };
+        _ => 0,
+    }
+}
+
+/// A field's number in [`KNOWN`] (compact forms included), 0 for any other field.
+/// A `const fn`, so the [`Name`] constants cost nothing at run time.
+const fn field_number(name: &str) -> u8 {
+    let long = long_name(name).as_bytes();
+    let candidate = candidate_field(long);
+    if candidate == 0 {
+        return 0;
+    }
     let known = KNOWN[candidate as usize - 1].as_bytes();
     // The length matched; compare the letters without case (byte by byte: the slice
     // method is const only in a newer Rust than the crate's MSRV).
@@ -114,6 +122,23 @@ const fn field_number(name: &str) -> u8 {
         i += 1;
     }
     candidate
+}
+
+/// [`field_number`] for names met at run time (every line read or written): the usual
+/// spelling is settled by one plain comparison.
+fn field_number_now(name: &str) -> u8 {
+    let long = long_name(name);
+    match candidate_field(long.as_bytes()) {
+        0 => 0,
+        n => {
+            let known = KNOWN[usize::from(n) - 1];
+            if long == known || long.eq_ignore_ascii_case(known) {
+                n
+            } else {
+                0
+            }
+        }
+    }
 }
 
 /// One header line as received (folding undone) or as built.
@@ -131,14 +156,14 @@ pub struct Header {
 impl Header {
     /// A line of field `name`.
     fn new(name: Cow<'static, str>, value: String) -> Self {
-        let field = field_number(&name);
+        let field = field_number_now(&name);
         Self { name, value, field }
     }
 
     /// A line read from the wire: a known field's name written as [`KNOWN`] spells it
     /// is borrowed from there.
     pub(crate) fn parsed(name: &str, value: String) -> Self {
-        let field = field_number(name);
+        let field = field_number_now(name);
         let name = match field {
             0 => Cow::Owned(name.to_owned()),
             n => match KNOWN[usize::from(n) - 1] {
@@ -216,7 +241,10 @@ impl Name<'static> {
 
 impl<'n> From<&'n str> for Name<'n> {
     fn from(text: &'n str) -> Self {
-        Self::of(text)
+        Self {
+            text,
+            field: field_number_now(text),
+        }
     }
 }
 
@@ -1026,6 +1054,12 @@ mod tests {
 
     #[test]
     fn field_numbers_name_the_known_fields_only() {
+        // The compile-time and the run-time lookups agree.
+        let field_number = |name: &str| {
+            let n = field_number(name);
+            assert_eq!(field_number_now(name), n, "{name}");
+            n
+        };
         for (i, known) in KNOWN.iter().enumerate() {
             let n = i as u8 + 1;
             assert_eq!(field_number(known), n, "{known}");
