@@ -16,8 +16,8 @@ pub fn message_request(from: &Uri, to: &Uri, body: &str, subject: Option<&str>) 
     // `<uri>;tag=…` and `<uri>` written straight into the values (this runs per message).
     let h = &mut req.headers;
     h.push("Max-Forwards", "70");
-    h.push("From", format!("<{from}>;tag={}", token(10)));
-    h.push("To", format!("<{to}>"));
+    h.push("From", name_addr(from, Some(&token(10))));
+    h.push("To", name_addr(to, None));
     let mut call_id = token(20);
     call_id.push_str("@sipjab");
     h.push("Call-ID", call_id);
@@ -28,6 +28,19 @@ pub fn message_request(from: &Uri, to: &Uri, body: &str, subject: Option<&str>) 
     }
     req.set_body(TEXT_PLAIN_UTF8, body.as_bytes().to_vec());
     req
+}
+
+/// `<uri>`, with `;tag=…` when given: a From or To value, written without the formatter.
+fn name_addr(uri: &Uri, tag: Option<&str>) -> String {
+    let mut value = String::with_capacity(64);
+    value.push('<');
+    let _ = uri.write_into(&mut value);
+    value.push('>');
+    if let Some(tag) = tag {
+        value.push_str(";tag=");
+        value.push_str(tag);
+    }
+    value
 }
 
 /// Random alphanumerics for tags and Call-IDs (RFC 3261 §19.3: at least 32 bits of

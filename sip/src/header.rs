@@ -9,14 +9,14 @@
 //! often ([`KNOWN`]), found once when the line is made, so a lookup compares numbers.
 
 use std::borrow::Cow;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use crate::Error;
 use crate::message::Method;
 use crate::uri::{
-    DottedQuad, Host, Params, Uri, find_byte, is_token_char, parse_host_port, split_byte,
-    split_quoted, write_port,
+    Host, Params, Uri, find_byte, is_token_char, parse_host_port, split_byte, split_quoted,
+    write_port,
 };
 
 /// Compact forms of RFC 3261 7.3.3 (and RFC 3265/3515/4028 for o, u, r, b, x).
@@ -520,7 +520,7 @@ impl Headers {
     /// Adds a new top Via line (a request we send), keeping it parsed for the transaction
     /// key.
     pub fn push_top_via(&mut self, via: Via) {
-        self.push_front("Via", via.to_string());
+        self.push_front("Via", via.to_value());
         let _ = self.parsed().top_via.set(Some(Arc::new(via)));
     }
 
@@ -528,14 +528,14 @@ impl Headers {
     pub fn set_top_via(&mut self, via: Via) {
         let lines = self.lines_mut();
         if let Some(h) = lines.iter_mut().find(|h| h.is(&Name::VIA)) {
-            let mut v = via.to_string();
+            let mut v = via.to_value();
             for p in split_quoted(&h.value, b',').skip(1) {
                 v.push_str(", ");
                 v.push_str(p.trim());
             }
             h.value = v;
         } else {
-            self.push_front("Via", via.to_string());
+            self.push_front("Via", via.to_value());
         }
         let _ = self.parsed().top_via.set(Some(Arc::new(via)));
     }
@@ -773,13 +773,7 @@ impl Via {
     /// The sent-by as written: `host[:port]`, for transaction keys.
     pub fn sent_by(&self) -> String {
         let mut sent_by = String::with_capacity(48);
-        match &self.host {
-            Host::Domain(d) => sent_by.push_str(d),
-            Host::Ipv4(a) => sent_by.push_str(DottedQuad::new(*a).as_str()),
-            Host::Ipv6(_) => {
-                let _ = write!(sent_by, "{}", self.host);
-            }
-        }
+        let _ = self.host.write_into(&mut sent_by);
         if let Some(p) = self.port {
             let _ = write_port(&mut sent_by, p);
         }
@@ -787,17 +781,33 @@ impl Via {
     }
 }
 
+impl Via {
+    /// Writes the value as `Display` does, into any writer (see [`SipUri::write_into`]):
+    /// every request received is stamped and written out again.
+    ///
+    /// [`SipUri::write_into`]: crate::SipUri::write_into
+    pub fn write_into(&self, out: &mut impl fmt::Write) -> fmt::Result {
+        out.write_str("SIP/2.0/")?;
+        out.write_str(&self.transport)?;
+        out.write_str(" ")?;
+        self.host.write_into(out)?;
+        if let Some(p) = self.port {
+            write_port(out, p)?;
+        }
+        self.params.write_into(out)
+    }
+
+    /// The value as a new string, without the formatter.
+    fn to_value(&self) -> String {
+        let mut value = String::with_capacity(96);
+        let _ = self.write_into(&mut value);
+        value
+    }
+}
+
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Piece by piece: every request received is stamped and written out again.
-        f.write_str("SIP/2.0/")?;
-        f.write_str(&self.transport)?;
-        f.write_str(" ")?;
-        fmt::Display::fmt(&self.host, f)?;
-        if let Some(p) = self.port {
-            write_port(f, p)?;
-        }
-        fmt::Display::fmt(&self.params, f)
+        self.write_into(f)
     }
 }
 

@@ -245,7 +245,15 @@ impl Request {
 
     /// The wire form: request line, headers in order, empty line, body.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let line = format!("{} {} {}", self.method, self.uri, self.version);
+        let mut line = String::with_capacity(96);
+        line.push_str(self.method.as_str());
+        line.push(' ');
+        let _ = self.uri.write_into(&mut line);
+        line.push(' ');
+        line.push_str(match &self.version {
+            Version::Sip20 => "SIP/2.0",
+            Version::Other(v) => v,
+        });
         serialize(&[line.as_bytes()], &self.headers, &self.body)
     }
 }
