@@ -408,8 +408,10 @@ impl Conferences {
         let Some((bare, _)) = stanza.attr("from").and_then(|f| f.split_once('/')) else {
             return false;
         };
+        // With no room or service known here, no JID needs parsing (plain chat, every time).
+        let nothing_known = self.known.is_empty() && self.services.is_empty();
         stanza.has_child("x", ns::MUC_USER)
-            || BareJid::new(bare).is_ok_and(|room| self.is_known(&room))
+            || (!nothing_known && BareJid::new(bare).is_ok_and(|room| self.is_known(&room)))
     }
 
     fn is_known(&self, room: &BareJid) -> bool {

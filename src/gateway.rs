@@ -223,7 +223,21 @@ impl Gateway {
     /// The gateway user a stanza is for: the localpart of a `to` in the component domain, the
     /// account's `jab_id`.
     pub fn recipient_of(&self, stanza: &Element) -> Option<String> {
-        let to = BareJid::new(stanza.attr("to")?).ok()?;
+        let to = stanza.attr("to")?;
+        // The usual `user@domain[/resource]` with a node that nodeprep leaves as it is
+        // (lowercase ASCII letters, digits, `.`, `_`, `-`) needs no JID parser: this runs for
+        // every stanza.
+        let bare = to.split_once('/').map_or(to, |(bare, _)| bare);
+        if let Some((node, domain)) = bare.split_once('@')
+            && domain.eq_ignore_ascii_case(self.domain())
+            && !node.is_empty()
+            && node.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+            })
+        {
+            return Some(node.to_owned());
+        }
+        let to = BareJid::new(to).ok()?;
         if !to.domain().as_str().eq_ignore_ascii_case(self.domain()) {
             return None;
         }
@@ -740,6 +754,26 @@ mod tests {
         ] {
             assert!(read(attrs, children).is_none(), "{attrs} {children}");
         }
+    }
+
+    #[test]
+    fn recipients_are_read_with_and_without_the_jid_parser() {
+        let gw = Gateway::new(Instant::now(), settings());
+        let to = |to: &str| {
+            let xml = format!("<message xmlns='jabber:component:accept' to='{to}'/>");
+            gw.recipient_of(&xml.parse::<Element>().unwrap())
+        };
+        assert_eq!(to("alice@sip.x.com").as_deref(), Some("alice"));
+        assert_eq!(
+            to("al.ice_1-2@SIP.x.com/phone").as_deref(),
+            Some("al.ice_1-2")
+        );
+        // Through the JID parser: an escaped node, a node nodeprep changes, a bad JID.
+        assert_eq!(to("a\\20b@sip.x.com").as_deref(), Some("a\\20b"));
+        assert_eq!(to("Alice@sip.x.com").as_deref(), Some("alice"));
+        assert_eq!(to("alice@other.x.com"), None);
+        assert_eq!(to("sip.x.com"), None);
+        assert_eq!(to("@sip.x.com"), None);
     }
 
     #[test]

@@ -48,11 +48,16 @@ fn name_addr(uri: &Uri, tag: Option<&str>) -> String {
 fn token(len: usize) -> String {
     const ALPHANUMERIC: &[u8; 62] =
         b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    // Ten characters from each random u64: 2^64 is over 1,300 times 62^9, so even the
+    // tenth is uniform within 0.1%.
     let mut token = String::with_capacity(len);
-    for _ in 0..len {
-        token.push(char::from(
-            ALPHANUMERIC[fastrand::usize(..ALPHANUMERIC.len())],
-        ));
+    let mut bits = 0u64;
+    for i in 0..len {
+        if i % 10 == 0 {
+            bits = fastrand::u64(..);
+        }
+        token.push(char::from(ALPHANUMERIC[(bits % 62) as usize]));
+        bits /= 62;
     }
     token
 }
