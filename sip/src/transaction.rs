@@ -255,7 +255,9 @@ pub enum ClientOutput {
 /// for Timer E retransmissions.
 #[derive(Debug, Clone)]
 pub struct ClientTransaction {
-    request: WireBytes,
+    /// Kept for Timer E until a final response; Completed only absorbs retransmitted
+    /// responses (RFC 3261 17.1.2.2), so the bytes go then.
+    request: Option<WireBytes>,
     target: Target,
     state: State,
     timer_e: Option<Instant>,
@@ -270,7 +272,7 @@ impl ClientTransaction {
     pub fn new(request: WireBytes, target: Target, now: Instant) -> Self {
         let reliable = target.transport.is_reliable();
         Self {
-            request,
+            request: Some(request),
             target,
             state: State::Trying,
             timer_e: (!reliable).then(|| now + T1),
@@ -299,8 +301,10 @@ impl ClientTransaction {
                     self.state = State::Proceeding;
                 } else if self.target.transport.is_reliable() {
                     self.state = State::Terminated;
+                    self.request = None;
                 } else {
                     self.state = State::Completed;
+                    self.request = None;
                     self.timer_e = None;
                     self.timer_k = Some(now + T4);
                 }
@@ -327,7 +331,7 @@ impl ClientTransaction {
                             (self.interval * 2).min(T2)
                         };
                         self.timer_e = Some(now + self.interval);
-                        Some(ClientOutput::Retransmit(self.request.clone()))
+                        self.request.clone().map(ClientOutput::Retransmit)
                     }
                     _ => None,
                 }
@@ -388,8 +392,10 @@ pub enum TableOutput {
 ///
 /// Client timers sit in a heap of deadlines, so finding the next one and firing the due
 /// ones costs O(log n) however many transactions are live. A deadline that has moved or
-/// whose transaction is gone stays in the heap until its time and is then skipped. Map
-/// keys and heap entries share one [`TransactionId`] allocation through an `Arc`.
+/// whose transaction is gone stays in the heap until its time and is then skipped. A
+/// completed transaction waits for Timer K in a queue instead, so the heap holds only the
+/// transactions still waiting for their final response. Map keys, heap and queue entries
+/// share one [`TransactionId`] allocation through an `Arc`.
 ///
 /// Server transactions are the many ones (at 4,000 requests/s Timer J keeps over 100,000),
 /// so they are kept small and allocate nothing of their own: keyed by a 128-bit digest of
@@ -401,7 +407,17 @@ pub struct TransactionTable {
     timer_j: VecDeque<(Instant, u128)>,
     server_keys: ServerKeys,
     clients: HashMap<Arc<TransactionId>, ClientTransaction, foldhash::fast::RandomState>,
-    timers: BinaryHeap<Reverse<(Instant, Arc<TransactionId>)>>,
+    /// Client deadlines, each with a number of its own, so equal deadlines (all the
+    /// requests of one turn of the loop) are ordered without comparing their ids.
+    timers: BinaryHeap<Reverse<(Instant, u64, Arc<TransactionId>)>>,
+    /// The number of the heap's top entry once it was found current: until that
+    /// transaction changes, [`poll_timeout`](Self::poll_timeout) needs no map lookup.
+    current_top: Option<u64>,
+    /// Completed client transactions in the order they completed. Their only timer, K,
+    /// is always T4 after that, so a queue holds the deadlines (as for Timer J) and the
+    /// heap keeps only the few transactions still waiting for a final response.
+    timer_k: VecDeque<(Instant, Arc<TransactionId>)>,
+    timer_count: u64,
     nonce: u64,
     counter: u64,
 }
@@ -575,7 +591,7 @@ impl TransactionTable {
         let key = Arc::new(id.clone());
         let t = ClientTransaction::new(bytes.clone(), target, now);
         if let Some(due) = t.poll_timeout() {
-            self.timers.push(Reverse((due, Arc::clone(&key))));
+            self.push_timer(due, Arc::clone(&key));
         }
         self.clients.insert(key, t);
         Ok((id, bytes))
@@ -589,12 +605,23 @@ impl TransactionTable {
         now: Instant,
     ) -> Option<(TransactionId, Response)> {
         let id = TransactionId::for_response(&resp).ok()?;
+        self.changing(&id);
         let t = self.clients.get_mut(&id)?;
         let up = t.handle_response(resp, now);
-        if t.state() == State::Terminated {
-            self.clients.remove(&id);
-        } else {
-            self.schedule(&id);
+        match (t.state(), &up) {
+            (State::Terminated, _) => {
+                self.clients.remove(&id);
+            }
+            // Just completed: Timer K's turn comes in the queue.
+            (State::Completed, Some(_)) => {
+                if let Some(due) = t.poll_timeout()
+                    && let Some((key, _)) = self.clients.get_key_value(&id)
+                {
+                    self.timer_k.push_back((due, Arc::clone(key)));
+                }
+            }
+            (State::Completed, None) => {}
+            _ => self.schedule(&id),
         }
         up.map(|r| (id, r))
     }
@@ -603,17 +630,19 @@ impl TransactionTable {
     /// the transaction ends now and the TU treats it as a 503. `false` when there was no
     /// such transaction.
     pub fn fail_client(&mut self, id: &TransactionId) -> bool {
+        self.changing(id);
         self.clients.remove(id).is_some()
     }
 
     /// Fires every due timer and forgets terminated transactions.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<TableOutput> {
         let mut out = Vec::new();
-        while let Some(Reverse((at, _))) = self.timers.peek() {
+        while let Some(Reverse((at, _, _))) = self.timers.peek() {
             if *at > now {
                 break;
             }
-            let Some(Reverse((_, id))) = self.timers.pop() else {
+            self.current_top = None;
+            let Some(Reverse((_, _, id))) = self.timers.pop() else {
                 break;
             };
             let Some(t) = self.clients.get_mut(&id) else {
@@ -640,7 +669,21 @@ impl TransactionTable {
             if t.state() == State::Terminated {
                 self.clients.remove(&id);
             } else if let Some(due) = t.poll_timeout() {
-                self.timers.push(Reverse((due, id)));
+                self.push_timer(due, id);
+            }
+        }
+        while let Some((at, _)) = self.timer_k.front() {
+            if *at > now {
+                break;
+            }
+            let Some((_, id)) = self.timer_k.pop_front() else {
+                break;
+            };
+            if let Some(t) = self.clients.get_mut(&id) {
+                t.handle_timeout(now);
+                if t.state() == State::Terminated {
+                    self.clients.remove(&id);
+                }
             }
         }
         while let Some((at, _)) = self.timer_j.front() {
@@ -664,22 +707,30 @@ impl TransactionTable {
     /// transaction is gone are dropped from the heap here, so the answer is exact.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let mut client = None;
-        while let Some(Reverse((at, id))) = self.timers.peek() {
+        while let Some(Reverse((at, number, id))) = self.timers.peek() {
+            if self.current_top == Some(*number) {
+                client = Some(*at);
+                break;
+            }
             let current = self
                 .clients
                 .get(id.as_ref())
                 .and_then(ClientTransaction::poll_timeout);
             if current == Some(*at) {
+                self.current_top = Some(*number);
                 client = Some(*at);
                 break;
             }
             self.timers.pop();
         }
-        let server = self.timer_j.front().map(|(at, _)| *at);
-        match (client, server) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            client,
+            self.timer_k.front().map(|(at, _)| *at),
+            self.timer_j.front().map(|(at, _)| *at),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Puts the client transaction's next deadline, if any, in the heap, sharing the map's
@@ -690,7 +741,23 @@ impl TransactionTable {
             .get_key_value(id)
             .and_then(|(k, t)| Some((t.poll_timeout()?, k)))
         {
-            self.timers.push(Reverse((due, Arc::clone(key))));
+            let key = Arc::clone(key);
+            self.push_timer(due, key);
+        }
+    }
+
+    fn push_timer(&mut self, due: Instant, id: Arc<TransactionId>) {
+        self.timer_count += 1;
+        self.timers.push(Reverse((due, self.timer_count, id)));
+    }
+
+    /// Client transaction `id` is about to change or go: if its deadline is the heap's top
+    /// that was found current, it must be looked at again.
+    fn changing(&mut self, id: &TransactionId) {
+        if let Some(Reverse((_, _, top))) = self.timers.peek()
+            && top.as_ref() == id
+        {
+            self.current_top = None;
         }
     }
 }
@@ -930,6 +997,35 @@ mod tests {
         assert_eq!(table.len().1, 0);
         // Stray responses are ignored.
         assert!(table.handle_response(ok, e + T4).is_none());
+    }
+
+    #[test]
+    fn next_client_deadline_follows_the_transactions_that_change() {
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(10);
+        let mut table = TransactionTable::new(7);
+        let a = req(&table.new_branch(), "MESSAGE");
+        let b = req(&table.new_branch(), "MESSAGE");
+        let c = req(&table.new_branch(), "MESSAGE");
+        let udp = target(TransportKind::Udp);
+        table.send_request(&a, udp, t0).unwrap();
+        assert_eq!(table.poll_timeout(), Some(t0 + T1));
+        table.send_request(&b, udp, t1).unwrap();
+        table.send_request(&c, udp, t1).unwrap();
+        // Found current once, then answered from the cache; still A's Timer E.
+        assert_eq!(table.poll_timeout(), Some(t0 + T1));
+        assert_eq!(table.poll_timeout(), Some(t0 + T1));
+        // A's final moves its deadline to Timer K: B and C (same deadline) come first.
+        let ok = |r: &Request| Response::for_request(r, StatusCode::OK, "OK");
+        assert!(table.handle_response(ok(&a), t1).is_some());
+        assert_eq!(table.poll_timeout(), Some(t1 + T1));
+        assert!(table.handle_response(ok(&b), t1).is_some());
+        assert_eq!(table.poll_timeout(), Some(t1 + T1));
+        assert!(table.fail_client(&TransactionId::for_request(&c).unwrap()));
+        assert_eq!(table.poll_timeout(), Some(t1 + T4));
+        assert!(table.handle_timeout(t1 + T4).is_empty());
+        assert_eq!(table.poll_timeout(), None);
+        assert_eq!(table.len().1, 0);
     }
 
     #[test]
