@@ -422,6 +422,27 @@ pub struct TransactionTable {
     counter: u64,
 }
 
+/// Fires the due deadlines of a queue kept in deadline order (Timer J, Timer K): `fire`
+/// tells each transaction still live the time and says whether it ended, and an ended one
+/// leaves `live`.
+fn fire_queue<K: Hash + Eq, V, S: BuildHasher>(
+    queue: &mut VecDeque<(Instant, K)>,
+    live: &mut HashMap<K, V, S>,
+    now: Instant,
+    mut fire: impl FnMut(&mut V) -> bool,
+) {
+    while queue.front().is_some_and(|(at, _)| *at <= now) {
+        let Some((_, key)) = queue.pop_front() else {
+            break;
+        };
+        if let Some(t) = live.get_mut(&key)
+            && fire(t)
+        {
+            live.remove(&key);
+        }
+    }
+}
+
 /// A server transaction, as the table knows it: the key [`RequestDisposition::New`] hands
 /// out for the answer, so the request's [`TransactionId`] is digested once, not again for
 /// the response.
@@ -672,34 +693,14 @@ impl TransactionTable {
                 self.push_timer(due, id);
             }
         }
-        while let Some((at, _)) = self.timer_k.front() {
-            if *at > now {
-                break;
-            }
-            let Some((_, id)) = self.timer_k.pop_front() else {
-                break;
-            };
-            if let Some(t) = self.clients.get_mut(&id) {
-                t.handle_timeout(now);
-                if t.state() == State::Terminated {
-                    self.clients.remove(&id);
-                }
-            }
-        }
-        while let Some((at, _)) = self.timer_j.front() {
-            if *at > now {
-                break;
-            }
-            let Some((_, key)) = self.timer_j.pop_front() else {
-                break;
-            };
-            if let Some(t) = self.servers.get_mut(&key) {
-                t.handle_timeout(now);
-                if t.state() == State::Terminated {
-                    self.servers.remove(&key);
-                }
-            }
-        }
+        fire_queue(&mut self.timer_k, &mut self.clients, now, |t| {
+            t.handle_timeout(now);
+            t.state() == State::Terminated
+        });
+        fire_queue(&mut self.timer_j, &mut self.servers, now, |t| {
+            t.handle_timeout(now);
+            t.state() == State::Terminated
+        });
         out
     }
 
