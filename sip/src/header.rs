@@ -713,9 +713,10 @@ impl Via {
             Some((h, p)) => (h, Params::parse(p).map_err(|e| bad(&e.to_string()))?),
             None => (v, Params::default()),
         };
-        let mut parts = head.splitn(3, '/');
-        let (Some(name), Some(version), Some(rest)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let Some((name, rest)) = split_byte(head, b'/') else {
+            return Err(bad("no sent-protocol"));
+        };
+        let Some((version, rest)) = split_byte(rest, b'/') else {
             return Err(bad("no sent-protocol"));
         };
         if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" {
