@@ -225,13 +225,20 @@ fn plain_jid_domain(jid: &str) -> Option<&str> {
         Some(_) => return None,
         None => 0,
     };
-    let mut label = 0;
-    for &b in &bytes[domain_start..slash] {
-        match b {
-            b'.' if label > 0 => label = 0,
-            b'a'..=b'z' | b'0'..=b'9' | b'-' if label < 63 => label += 1,
-            _ => return None,
-        }
+    let domain = &bytes[domain_start..slash];
+    // Labels of letters, digits and inner hyphens. One with `--` in third and fourth place
+    // (`xn--`, IDNA) is the parser's to judge.
+    let plain_label = |label: &[u8]| {
+        matches!(label.first(), Some(b'a'..=b'z' | b'0'..=b'9'))
+            && matches!(label.last(), Some(b'a'..=b'z' | b'0'..=b'9'))
+            && label.len() <= 63
+            && label.get(2..4) != Some(b"--")
+            && label
+                .iter()
+                .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    };
+    if !domain.split(|&b| b == b'.').all(plain_label) {
+        return None;
     }
     let resource_ok = match bytes.get(slash + 1..) {
         None => true,
@@ -239,7 +246,7 @@ fn plain_jid_domain(jid: &str) -> Option<&str> {
             (1..=1023).contains(&resource.len()) && resource.iter().all(|&b| word_byte(b, true))
         }
     };
-    (label > 0 && slash - domain_start <= 1023 && resource_ok).then(|| &jid[domain_start..slash])
+    (domain.len() <= 1023 && resource_ok).then(|| &jid[domain_start..slash])
 }
 
 /// A byte of a plain node (`upper`: or resource): ASCII letters, digits, `.`, `_`, `-`.
@@ -453,6 +460,9 @@ mod tests {
             "alice@sip.xmpp.test",
             "al.ice_1-2@sip.xmpp.test/Phone.1",
             "x@a-b.c/r",
+            "x@a--b.c",
+            "x@1.2",
+            "-x@a.b/-",
         ] {
             let parsed = Jid::new(jid).unwrap();
             assert_eq!(
@@ -473,6 +483,11 @@ mod tests {
             "alice@sip.test.",
             "alice@sip.test/",
             "alice@sip.test/a b",
+            "x@-a.b",
+            "x@a-.b",
+            "x@a.b-",
+            "x@xn--zz.test",
+            "x@ab--c.test",
             "r\u{e9}mi@sip.test",
             "a@b@c",
             "",
