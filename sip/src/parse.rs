@@ -60,10 +60,7 @@ pub fn parse_message(buf: &[u8], max_message: usize) -> Result<(Message, usize),
     };
     let msg = parse_head(&data[..head_len - 4]).map_err(to_framing)?;
     let body_len = framing_length(msg.headers())?.unwrap_or(0);
-    // Compared apart first: a Content-Length near usize::MAX must not wrap the sum.
-    if body_len > max_message || head_len + body_len > max_message {
-        return Err(Error::TooLarge { limit: max_message });
-    }
+    within(head_len, body_len, max_message)?;
     let body = data
         .get(head_len..head_len + body_len)
         .ok_or(Error::Incomplete)?;
@@ -141,11 +138,7 @@ impl StreamDecoder {
                     // A stream message must carry Content-Length (RFC 3261 18.3);
                     // without one we take 0 rather than guess.
                     let body_len = framing_length(msg.headers())?.unwrap_or(0);
-                    // Compared apart first: a Content-Length near usize::MAX must not
-                    // wrap the sum (found by fuzzing).
-                    if body_len > self.max || head_len + body_len > self.max {
-                        return Err(Error::TooLarge { limit: self.max });
-                    }
+                    within(head_len, body_len, self.max)?;
                     self.pending = Some((msg, head_len, body_len));
                 }
             }
@@ -186,6 +179,15 @@ fn skip_crlf(data: &[u8]) -> usize {
 /// Length of the head including its CRLFCRLF, searching from `from`.
 fn find_head_end(data: &[u8], from: usize) -> Option<usize> {
     memchr::memmem::find(data.get(from..)?, b"\r\n\r\n").map(|p| from + p + 4)
+}
+
+/// A message of this head and body length fits in `limit`. The sum is checked: a
+/// Content-Length near usize::MAX must not wrap it (found by fuzzing).
+fn within(head_len: usize, body_len: usize, limit: usize) -> Result<(), Error> {
+    match head_len.checked_add(body_len) {
+        Some(len) if len <= limit => Ok(()),
+        _ => Err(Error::TooLarge { limit }),
+    }
 }
 
 /// Content-Length for framing: absent is `None`; repeated, negative or non-numeric is a
