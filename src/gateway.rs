@@ -167,15 +167,31 @@ pub struct Gateway {
     user_jids: UserCache<Jid>,
     /// Users' SIP URIs already parsed from their `sip_id` (`None`: not a valid URI), for the
     /// same reason.
-    user_uris: UserCache<Option<Uri>>,
+    user_uris: UserCache<Uri>,
 }
 
 /// Users' addresses kept at most per cache; a cache is emptied when it is full.
 const USER_CACHE_MAX: usize = 4096;
 
-/// A cache of what a user's store column makes, keyed by the column. The keys are store
-/// values, so a fast hash will do.
-type UserCache<V> = HashMap<String, V, foldhash::fast::RandomState>;
+/// A cache of what a user's store column makes (`None`: the value makes nothing valid),
+/// keyed by the column. The keys are store values, so a fast hash will do.
+type UserCache<V> = HashMap<String, Option<V>, foldhash::fast::RandomState>;
+
+/// What `cache` holds for `key`, made by `make` the first time; a full cache is emptied
+/// first. The key is copied only when it is new.
+fn remember<'c, V>(
+    cache: &'c mut UserCache<V>,
+    key: &str,
+    make: impl FnOnce() -> Option<V>,
+) -> Option<&'c V> {
+    if !cache.contains_key(key) {
+        if cache.len() >= USER_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(key.to_owned(), make());
+    }
+    cache.get(key)?.as_ref()
+}
 
 impl Gateway {
     /// A gateway whose link is down until [`Gateway::handle_link_up`]. It takes the memory
@@ -552,32 +568,19 @@ impl Gateway {
 
     /// `<jab_id>@<component domain>`, the JID the gateway speaks as for a SIP user.
     fn user_jid(&mut self, account: &Account) -> Result<Jid, Rejection> {
-        if let Some(jid) = self.user_jids.get(&account.jab_id) {
-            return Ok(jid.clone());
-        }
-        let jid = self
-            .settings
-            .rules
-            .user_jid(&account.jab_id)
-            .map(Jid::from)
-            .map_err(|_| reject(500, "Server Internal Error (invalid jab_id)"))?;
-        if self.user_jids.len() >= USER_CACHE_MAX {
-            self.user_jids.clear();
-        }
-        self.user_jids.insert(account.jab_id.clone(), jid.clone());
-        Ok(jid)
+        let rules = &self.settings.rules;
+        remember(&mut self.user_jids, &account.jab_id, || {
+            rules.user_jid(&account.jab_id).map(Jid::from).ok()
+        })
+        .cloned()
+        .ok_or_else(|| reject(500, "Server Internal Error (invalid jab_id)"))
     }
 
     /// The user's SIP URI (`sip_id`), or `None` when the store holds one that does not parse.
     fn user_uri(&mut self, account: &Account) -> Option<&Uri> {
-        if !self.user_uris.contains_key(&account.sip_id) {
-            if self.user_uris.len() >= USER_CACHE_MAX {
-                self.user_uris.clear();
-            }
-            let uri = Uri::parse(&account.sip_id).ok();
-            self.user_uris.insert(account.sip_id.clone(), uri);
-        }
-        self.user_uris.get(&account.sip_id)?.as_ref()
+        remember(&mut self.user_uris, &account.sip_id, || {
+            Uri::parse(&account.sip_id).ok()
+        })
     }
 
     /// A fresh stanza id, `sipjab-<nonce>-<n>`, with its number `n`.
