@@ -20,8 +20,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use jid::{BareJid, Jid};
+use jid::Jid;
 use minidom::Element;
+use sipjab_component::PlainJid;
 use sipjab_db::{Account, Room};
 use sipjab_sip::{Rejection, Request, Uri};
 use xmpp_parsers::iq::Iq;
@@ -240,20 +241,15 @@ impl Gateway {
     /// account's `jab_id`.
     pub fn recipient_of(&self, stanza: &Element) -> Option<String> {
         let to = stanza.attr("to")?;
-        // The usual `user@domain[/resource]` with a node that nodeprep leaves as it is
-        // (lowercase ASCII letters, digits, `.`, `_`, `-`) needs no JID parser: this runs for
-        // every stanza.
-        let bare = to.split_once('/').map_or(to, |(bare, _)| bare);
-        if let Some((node, domain)) = bare.split_once('@')
-            && domain.eq_ignore_ascii_case(self.domain())
-            && !node.is_empty()
-            && node.bytes().all(|b| {
-                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
-            })
-        {
-            return Some(node.to_owned());
+        // A plain JID needs no JID parser: this runs for every stanza.
+        if let Some(plain) = PlainJid::parse(to) {
+            return plain
+                .node
+                .filter(|_| plain.domain.eq_ignore_ascii_case(self.domain()))
+                .map(str::to_owned);
         }
-        let to = BareJid::new(to).ok()?;
+        // Any resource is the user's device, as in the plain case: only node and domain count.
+        let to = Jid::new(to).ok()?;
         if !to.domain().as_str().eq_ignore_ascii_case(self.domain()) {
             return None;
         }

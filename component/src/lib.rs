@@ -69,6 +69,7 @@ mod backoff;
 mod config;
 mod error;
 mod link;
+mod plain_jid;
 mod stanza;
 mod stream;
 
@@ -77,5 +78,6 @@ pub use error::Error;
 pub use link::{ComponentLink, Connect, LinkEvent, StanzaSender, TcpConnector};
 /// The stanza tree type of [`LinkEvent::Stanza`] and [`StanzaSender::send`].
 pub use minidom::Element;
+pub use plain_jid::PlainJid;
 /// Stream error conditions found in [`Error::Stream`].
 pub use xmpp_parsers::stream_error::DefinedCondition;
