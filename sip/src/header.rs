@@ -2,7 +2,7 @@
 //! accessors for the fields a gateway needs. Values are parsed when asked for, so a
 //! message with one bad header still parses and can be answered with a 400.
 //!
-//! Via, From, To and Content-Type are read by every layer a request passes (transport,
+//! The top Via, From, To and Content-Type are read by every layer a request passes (transport,
 //! checks, transaction key, response routing, the gateway core), so their parsed form is
 //! kept after the first successful read, lent out by reference, and dropped by any change
 //! to the lines. Each line also carries the number of its field among the ones read
@@ -264,7 +264,6 @@ pub struct Headers {
 struct Parsed {
     /// Shared, so a response built from the request takes it without a copy.
     top_via: OnceLock<Option<Arc<Via>>>,
-    vias: OnceLock<Vec<Via>>,
     from: OnceLock<Option<NameAddr>>,
     to: OnceLock<Option<NameAddr>>,
     content_type: OnceLock<Option<MediaType>>,
@@ -439,32 +438,16 @@ impl Headers {
         Ok(v)
     }
 
-    /// All Via values, top first (RFC 3261 20.42). A top Via already read is not parsed
-    /// again.
-    pub fn vias(&self) -> Result<&[Via], Error> {
-        let parsed = self.parsed();
-        cached(&parsed.vias, || {
-            let mut values = self.values(Name::VIA).into_iter();
-            let mut vias = Vec::with_capacity(values.len());
-            if let Some(Some(top)) = parsed.top_via.get() {
-                values.next();
-                vias.push(Via::clone(top));
-            }
-            for v in values {
-                vias.push(Via::parse(v)?);
-            }
-            Ok(vias)
-        })
-        .map(Vec::as_slice)
+    /// All Via values, top first (RFC 3261 20.42), parsed on each call: the gateway reads
+    /// only the top one ([`top_via`](Self::top_via)) and checks the rest
+    /// ([`check_vias`](Self::check_vias)).
+    pub fn vias(&self) -> Result<Vec<Via>, Error> {
+        self.values(Name::VIA).into_iter().map(Via::parse).collect()
     }
 
     /// The top Via. A bad Via further down does not make this an error.
     pub fn top_via(&self) -> Result<Option<&Via>, Error> {
-        let parsed = self.parsed();
-        if let Some(vias) = parsed.vias.get() {
-            return Ok(vias.first());
-        }
-        cached(&parsed.top_via, || {
+        cached(&self.parsed().top_via, || {
             let top = self.first_value(Name::VIA).map(Via::parse).transpose()?;
             Ok(top.map(Arc::new))
         })
@@ -489,12 +472,8 @@ impl Headers {
         let Some(parsed) = self.parsed.get_mut() else {
             return Ok(None);
         };
-        match parsed.top_via.take() {
-            Some(top) => Ok(
-                top.map(|top| Arc::try_unwrap(top).unwrap_or_else(|shared| Via::clone(&shared)))
-            ),
-            None => Ok(parsed.vias.get().and_then(|vias| vias.first().cloned())),
-        }
+        let top = parsed.top_via.take().flatten();
+        Ok(top.map(|top| Arc::try_unwrap(top).unwrap_or_else(|shared| Via::clone(&shared))))
     }
 
     /// Takes `source`'s parsed top Via, if it was read: for a list whose Via lines are
@@ -503,11 +482,7 @@ impl Headers {
         let Some(parsed) = source.parsed.get() else {
             return;
         };
-        let top = match parsed.vias.get() {
-            Some(vias) => Some(vias.first().cloned().map(Arc::new)),
-            None => parsed.top_via.get().cloned(),
-        };
-        if let Some(top) = top {
+        if let Some(top) = parsed.top_via.get().cloned() {
             let _ = self.parsed().top_via.set(top);
         }
     }
