@@ -2,10 +2,10 @@
 //! accessors for the fields a gateway needs. Values are parsed when asked for, so a
 //! message with one bad header still parses and can be answered with a 400.
 //!
-//! The top Via, From, To and Content-Type are read by every layer a request passes (transport,
-//! checks, transaction key, response routing, the gateway core), so their parsed form is
-//! kept after the first successful read, lent out by reference, and dropped by any change
-//! to the lines. Each line also carries the number of its field among the ones read
+//! The top Via, From, To and Content-Type are read by every layer a request passes
+//! (transport, checks, transaction key, response routing, the gateway core), so their
+//! parsed form is kept after the first successful read, lent out by reference, and dropped
+//! by any change to the lines. Each line also carries the number of its field among the ones read
 //! often ([`KNOWN`]), found once when the line is made, so a lookup compares numbers.
 
 use std::borrow::Cow;
