@@ -299,14 +299,16 @@ impl ClientTransaction {
             State::Trying | State::Proceeding => {
                 if resp.status.is_provisional() {
                     self.state = State::Proceeding;
-                } else if self.target.transport.is_reliable() {
-                    self.state = State::Terminated;
-                    self.request = None;
                 } else {
-                    self.state = State::Completed;
+                    // A final response: nothing is retransmitted any more.
                     self.request = None;
-                    self.timer_e = None;
-                    self.timer_k = Some(now + T4);
+                    if self.target.transport.is_reliable() {
+                        self.state = State::Terminated;
+                    } else {
+                        self.state = State::Completed;
+                        self.timer_e = None;
+                        self.timer_k = Some(now + T4);
+                    }
                 }
                 Some(resp)
             }
