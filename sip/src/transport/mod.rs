@@ -18,12 +18,16 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
 
 use crate::parse::{DEFAULT_MAX_MESSAGE, StreamDecoder, parse_datagram};
 use crate::route::{Target, TransportKind, response_target, stamp_via};
 use crate::{Error, Message, Response};
+
+use udp::ReadOnlyUdp;
+
+mod udp;
 
 /// A transport and address to listen on, written `udp:127.0.0.1:5060` or
 /// `tcp:[::1]:5060` in the configuration. Port 0 picks a free port.
@@ -122,9 +126,9 @@ struct Conn {
 #[derive(Debug)]
 struct Shared {
     config: TransportConfig,
-    /// Each UDP socket with its bound address (asking the socket would be a system call per
-    /// send).
-    udp: Vec<(SocketAddr, Arc<UdpSocket>)>,
+    /// Each UDP socket (it knows its bound address: asking the kernel would be a system
+    /// call per send).
+    udp: Vec<Arc<ReadOnlyUdp>>,
     conns: Mutex<HashMap<SocketAddr, Conn>>,
     permits: Arc<Semaphore>,
     next_id: AtomicU64,
@@ -164,13 +168,12 @@ impl SipTransport {
         for a in addrs {
             match a.transport {
                 TransportKind::Udp => {
-                    let s = Arc::new(UdpSocket::bind(a.addr).await?);
-                    let addr = s.local_addr()?;
+                    let s = ReadOnlyUdp::bind(a.addr)?;
                     local.push(ListenAddr {
                         transport: a.transport,
-                        addr,
+                        addr: s.local_addr(),
                     });
-                    udp.push((addr, s));
+                    udp.push(Arc::new(s));
                 }
                 TransportKind::Tcp => {
                     let l = TcpListener::bind(a.addr).await?;
@@ -191,7 +194,7 @@ impl SipTransport {
             incoming: tx,
             shutdown: stop_rx,
         });
-        for (_, s) in &shared.udp {
+        for s in &shared.udp {
             tokio::spawn(udp_loop(shared.clone(), s.clone()));
         }
         for l in tcp {
@@ -230,12 +233,12 @@ impl SipTransport {
     }
 
     /// The UDP socket that sends to `peer`: the first bound one of its address family.
-    fn udp_socket_for(&self, peer: SocketAddr) -> Option<&UdpSocket> {
+    fn udp_socket_for(&self, peer: SocketAddr) -> Option<&ReadOnlyUdp> {
         self.shared
             .udp
             .iter()
-            .find(|(local, _)| local.is_ipv4() == peer.is_ipv4())
-            .map(|(_, sock)| sock.as_ref())
+            .find(|s| s.local_addr().is_ipv4() == peer.is_ipv4())
+            .map(AsRef::as_ref)
     }
 
     /// Sends a message: over UDP from a socket of the target's address family, over
@@ -336,10 +339,8 @@ async fn deliver(
     shared.incoming.send(incoming).await.is_ok()
 }
 
-async fn udp_loop(shared: Arc<Shared>, sock: Arc<UdpSocket>) {
-    let local = sock
-        .local_addr()
-        .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+async fn udp_loop(shared: Arc<Shared>, sock: Arc<ReadOnlyUdp>) {
+    let local = sock.local_addr();
     let mut stop = shared.shutdown.clone();
     let mut buf = vec![0u8; 65536];
     loop {
