@@ -535,6 +535,10 @@ impl From<SipUri> for Uri {
 
 /// Percent-decodes a user or password; a bad escape or non-UTF-8 result is an error.
 fn decode(s: &str) -> Result<String, Error> {
+    // Most user parts have no escapes: nothing to check or decode.
+    if find_byte(s, b'%').is_none() {
+        return Ok(s.to_owned());
+    }
     let b = s.as_bytes();
     for (i, &c) in b.iter().enumerate() {
         if c == b'%'
