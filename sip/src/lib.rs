@@ -85,8 +85,8 @@ pub use message::{Message, Method, Request, Response, StatusCode, Version};
 pub use parse::{DEFAULT_MAX_MESSAGE, StreamDecoder, parse_datagram, parse_message};
 pub use route::{Target, TransportKind, response_target, stamp_via};
 pub use transaction::{
-    RequestDisposition, ServerId, TableOutput, TransactionId, TransactionMap, TransactionTable,
-    WireBytes,
+    CLEANUP_DELAY, RequestDisposition, ServerId, TableOutput, TransactionId, TransactionMap,
+    TransactionTable, WireBytes,
 };
 pub use uri::{Host, Params, SipUri, Uri};
 

@@ -21,6 +21,12 @@ pub const T1: Duration = Duration::from_millis(500);
 pub const T2: Duration = Duration::from_secs(4);
 /// Longest time a message stays in the network.
 pub const T4: Duration = Duration::from_secs(5);
+/// How late [`TransactionTable::poll_timeout`] reports Timer J and Timer K. Those timers
+/// only end transactions that are done, one per transaction: reported on time they would
+/// wake the loop at every tick of its slack, at any rate. A second late, their expiries
+/// share one wake-up a second, and a transaction only absorbs retransmissions that long
+/// more.
+pub const CLEANUP_DELAY: Duration = Duration::from_secs(1);
 
 /// A map keyed by the transactions the gateway starts. Their branches are its own (a
 /// random nonce and a counter), so no peer can fill such a map with colliding keys, and a
@@ -706,8 +712,9 @@ impl TransactionTable {
         out
     }
 
-    /// The earliest timer of any transaction. Client deadlines that have moved or whose
-    /// transaction is gone are dropped from the heap here, so the answer is exact.
+    /// The earliest timer of any transaction, Timer J and Timer K [`CLEANUP_DELAY`] late.
+    /// Client deadlines that have moved or whose transaction is gone are dropped from the
+    /// heap here, so the answer is exact.
     pub fn poll_timeout(&mut self) -> Option<Instant> {
         let mut client = None;
         while let Some(Reverse((at, number, id))) = self.timers.peek() {
@@ -728,8 +735,8 @@ impl TransactionTable {
         }
         [
             client,
-            self.timer_k.front().map(|(at, _)| *at),
-            self.timer_j.front().map(|(at, _)| *at),
+            self.timer_k.front().map(|(at, _)| *at + CLEANUP_DELAY),
+            self.timer_j.front().map(|(at, _)| *at + CLEANUP_DELAY),
         ]
         .into_iter()
         .flatten()
@@ -848,8 +855,8 @@ mod tests {
             table.handle_request(&other, src, t0).unwrap(),
             RequestDisposition::New(_)
         ));
-        // Timer J = 64*T1.
-        assert!(table.poll_timeout().unwrap() <= t0 + 64 * T1);
+        // Timer J = 64*T1, reported CLEANUP_DELAY late.
+        assert_eq!(table.poll_timeout(), Some(t0 + 64 * T1 + CLEANUP_DELAY));
         table.handle_timeout(t0 + 64 * T1 - Duration::from_millis(1));
         assert_eq!(table.len().0, 2);
         table.handle_timeout(t0 + 64 * T1);
@@ -995,7 +1002,7 @@ mod tests {
         assert_eq!(up.status, StatusCode::ACCEPTED);
         // A retransmitted final is absorbed; K = T4 ends the transaction.
         assert!(table.handle_response(ok.clone(), e).is_none());
-        assert_eq!(table.poll_timeout().unwrap(), e + T4);
+        assert_eq!(table.poll_timeout().unwrap(), e + T4 + CLEANUP_DELAY);
         assert!(table.handle_timeout(e + T4).is_empty());
         assert_eq!(table.len().1, 0);
         // Stray responses are ignored.
@@ -1025,10 +1032,34 @@ mod tests {
         assert!(table.handle_response(ok(&b), t1).is_some());
         assert_eq!(table.poll_timeout(), Some(t1 + T1));
         assert!(table.fail_client(&TransactionId::for_request(&c).unwrap()));
-        assert_eq!(table.poll_timeout(), Some(t1 + T4));
+        assert_eq!(table.poll_timeout(), Some(t1 + T4 + CLEANUP_DELAY));
         assert!(table.handle_timeout(t1 + T4).is_empty());
         assert_eq!(table.poll_timeout(), None);
         assert_eq!(table.len().1, 0);
+    }
+
+    #[test]
+    fn cleanup_timers_share_a_late_wake_up() {
+        let t0 = Instant::now();
+        let mut table = TransactionTable::with_capacity(1, 16, t0);
+        let src = target(TransportKind::Udp);
+        let ok = |r: &Request| Response::for_request(r, StatusCode::OK, "OK");
+        // Three server transactions answered 300 ms apart.
+        for i in 0..3u32 {
+            let at = t0 + Duration::from_millis(300) * i;
+            let r = req(&format!("z9hG4bKbatch{i}"), "MESSAGE");
+            let RequestDisposition::New(id) = table.handle_request(&r, src, at).unwrap() else {
+                panic!("not new")
+            };
+            table.send_response(id, &r, &ok(&r), at).unwrap();
+        }
+        // The first Timer J is reported CLEANUP_DELAY late, and that one wake-up ends
+        // every transaction due by then.
+        let wake = table.poll_timeout().unwrap();
+        assert_eq!(wake, t0 + 64 * T1 + CLEANUP_DELAY);
+        table.handle_timeout(wake);
+        assert_eq!(table.len().0, 0);
+        assert_eq!(table.poll_timeout(), None);
     }
 
     #[test]
