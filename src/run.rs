@@ -37,7 +37,7 @@ use sipjab_sip::locate::{DEFAULT_PORT, Destination, DnsLookup};
 use sipjab_sip::transport::{Incoming, SipTransport, TransportConfig};
 use sipjab_sip::{
     Host, Message, Method, Request, RequestDisposition, Response, StatusCode, TableOutput, Target,
-    TransactionMap, TransactionTable, TransportKind, Uri, Via, check_request,
+    TransactionMap, TransactionTable, TransportKind, Uri, Via, WireBytes, check_request,
 };
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -70,6 +70,9 @@ const LOCATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// wake-up, and any event runs the due ones first. Timer E (500 ms and up) is the tightest
 /// it delays; Timer J and K are reported later still ([`CLEANUP_DELAY`](sipjab_sip::CLEANUP_DELAY)).
 const TIMER_SLACK: Duration = Duration::from_millis(20);
+
+/// MESSAGE answers waiting for their task ([`spawn_answerer`]); more are sent from the loop.
+const ANSWER_QUEUE: usize = 1024;
 
 /// Runs the gateway until Ctrl-C or SIGTERM.
 pub async fn run(config: Config, db: DbUrl) -> Result<()> {
@@ -159,6 +162,7 @@ pub async fn run(config: Config, db: DbUrl) -> Result<()> {
         table: TransactionTable::with_capacity(fastrand::u64(..), SERVER_TRANSACTIONS, now()),
         tokens: TransactionMap::default(),
         accounts: Accounts::new(store),
+        answers: spawn_answerer(transport.clone()),
         transport,
         trusted: config.sip.trusted.clone(),
         proxy: config.sip.proxy.clone(),
@@ -194,6 +198,8 @@ struct Driver {
     table: TransactionTable,
     tokens: TransactionMap<Token>,
     accounts: Accounts,
+    /// The answers to MESSAGEs, for [`spawn_answerer`]'s task.
+    answers: mpsc::Sender<(Target, WireBytes)>,
     transport: SipTransport,
     trusted: Vec<ipnet::IpNet>,
     proxy: Option<Proxy>,
@@ -415,6 +421,12 @@ impl Driver {
             self.carry_out_one(out).await;
         }
         match self.table.send_response(id, &req, &resp, now) {
+            Ok(answer) if req.method == Method::Message && self.pending.is_empty() => {
+                if let Err(full) = self.answers.try_send(answer) {
+                    let (target, bytes) = full.into_inner();
+                    self.send_bytes(&bytes, target).await;
+                }
+            }
             Ok((target, bytes)) => self.send_bytes(&bytes, target).await,
             Err(e) => warn!(error = %e, "cannot answer a request"),
         }
@@ -999,15 +1011,38 @@ impl Driver {
 
     /// Sends a message the transaction table serialized (a response, or a retransmission).
     async fn send_bytes(&self, bytes: &[u8], target: Target) {
-        if let Err(e) = self.transport.send_bytes(bytes, target).await {
-            warn!(peer = %target.addr, error = %e, "SIP send failed");
-        }
+        send_logged(&self.transport, bytes, target).await;
     }
 
     async fn send_stateless(&self, resp: &Response, source: Target) {
         if let Err(e) = self.transport.send_response(resp, source).await {
             warn!(peer = %source.addr, error = %e, "SIP send failed");
         }
+    }
+}
+
+/// Starts the task that sends the answers to MESSAGEs, so that a MESSAGE's stanza leaves
+/// before its 202. The link's writer task is woken first (the stanza is queued before the
+/// answer) and the runtime runs woken tasks in order, so the stanza is written first. Sent
+/// from the loop, the 202 went first and the peer it woke (sipp, or the proxy) often took
+/// the core before the stanza was written: at 1,000 MESSAGEs/s on loopback the stanza left
+/// about 150 µs after its 202 at the median. Nothing else the loop sends waits here, and a
+/// MESSAGE that queued more than its stanza is answered from the loop as before.
+fn spawn_answerer(transport: SipTransport) -> mpsc::Sender<(Target, WireBytes)> {
+    let (tx, mut rx) = mpsc::channel::<(Target, WireBytes)>(ANSWER_QUEUE);
+    tokio::spawn(async move {
+        while let Some((target, bytes)) = rx.recv().await {
+            send_logged(&transport, &bytes, target).await;
+        }
+    });
+    tx
+}
+
+/// Sends serialized SIP; a failure is only logged (the peer retransmits, or the
+/// transaction's timer reports it).
+async fn send_logged(transport: &SipTransport, bytes: &[u8], target: Target) {
+    if let Err(e) = transport.send_bytes(bytes, target).await {
+        warn!(peer = %target.addr, error = %e, "SIP send failed");
     }
 }
 
