@@ -62,13 +62,14 @@ const COMMAND_MAX: usize = 1024;
 /// Largest request sent over UDP (RFC 3261 §18.1.1: path MTU 1500 less 200).
 const UDP_MAX: usize = 1300;
 /// Server transactions made room for (and the room written) at start: Timer J (32 s) and
-/// its [`CLEANUP_DELAY`](sipjab_sip::CLEANUP_DELAY) (1 s) at 1,000 requests/s.
-const SERVER_TRANSACTIONS: usize = 33 * 1024;
+/// its [`CLEANUP_DELAY`](sipjab_sip::CLEANUP_DELAY) at 1,000 requests/s.
+const SERVER_TRANSACTIONS: usize = 32_768;
 /// How long a DNS search for a request's target may take.
 const LOCATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How late the loop may wake for a timer. Timers due close together then share one
 /// wake-up, and any event runs the due ones first. Timer E (500 ms and up) is the tightest
-/// it delays; Timer J and K are reported later still ([`CLEANUP_DELAY`](sipjab_sip::CLEANUP_DELAY)).
+/// it delays; Timer J and K are reported later still
+/// ([`CLEANUP_DELAY`](sipjab_sip::CLEANUP_DELAY)).
 const TIMER_SLACK: Duration = Duration::from_millis(20);
 
 /// MESSAGE answers waiting for their task ([`spawn_answerer`]); more are sent from the loop.
