@@ -357,7 +357,7 @@ impl Watchers {
 
     /// The final answer to a NOTIFY sent in dialog `id` (`resp` is `None` when no answer
     /// came: Timer F, or the request could not be sent). RFC 6665 §4.2.2: the answers
-    /// [`ends_subscription`] lists remove the dialog, and so does the lack of one; the XMPP
+    /// `ends_subscription` lists remove the dialog, and so does the lack of one; the XMPP
     /// subscription stays, as RFC 8048 keeps the two apart.
     pub async fn handle_notify_result(
         &mut self,

@@ -6,7 +6,7 @@
 //! (transport, checks, transaction key, response routing, the gateway core), so their
 //! parsed form is kept after the first successful read, lent out by reference, and dropped
 //! by any change to the lines. Each line also carries the number of its field among the ones read
-//! often ([`KNOWN`]), found once when the line is made, so a lookup compares numbers.
+//! often (`KNOWN`), found once when the line is made, so a lookup compares numbers.
 
 use std::borrow::Cow;
 use std::fmt;

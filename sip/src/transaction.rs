@@ -135,7 +135,7 @@ pub type WireBytes = Arc<[u8]>;
 /// A non-INVITE server transaction (RFC 3261 17.2.2).
 ///
 /// Over UDP a transaction lives 64*T1 after its final response and there can be 100,000
-/// of them, so the last response is kept as little as resending it needs (see [`Sent`]).
+/// of them, so the last response is kept as little as resending it needs (see `Sent`).
 #[derive(Debug, Clone)]
 pub struct ServerTransaction {
     source: Target,
@@ -408,7 +408,7 @@ pub enum TableOutput {
 ///
 /// Server transactions are the many ones (at 4,000 requests/s Timer J keeps over 100,000),
 /// so they are kept small and allocate nothing of their own: keyed by a 128-bit digest of
-/// the [`TransactionId`] ([`ServerKeys`]), and their only timer, J, is always 64*T1 after
+/// the [`TransactionId`] (`ServerKeys`), and their only timer, J, is always 64*T1 after
 /// the response, so a queue in sending order holds the deadlines, oldest first.
 #[derive(Debug, Default)]
 pub struct TransactionTable {
