@@ -136,12 +136,19 @@ impl Version {
     }
 }
 
+impl Version {
+    /// The version as written on the start line, for writers that skip the formatter.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Sip20 => "SIP/2.0",
+            Self::Other(s) => s,
+        }
+    }
+}
+
 impl fmt::Display for Version {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Sip20 => f.write_str("SIP/2.0"),
-            Self::Other(s) => f.write_str(s),
-        }
+        f.write_str(self.as_str())
     }
 }
 
@@ -250,10 +257,7 @@ impl Request {
         line.push(' ');
         let _ = self.uri.write_into(&mut line);
         line.push(' ');
-        line.push_str(match &self.version {
-            Version::Sip20 => "SIP/2.0",
-            Version::Other(v) => v,
-        });
+        line.push_str(self.version.as_str());
         serialize(&[line.as_bytes()], &self.headers, &self.body)
     }
 }
@@ -344,12 +348,8 @@ impl Response {
         // than the rest of the line.
         let code = self.status.as_u16();
         let digits = [100, 10, 1].map(|d| b'0' + (code / d % 10) as u8);
-        let version = match &self.version {
-            Version::Sip20 => "SIP/2.0",
-            Version::Other(v) => v,
-        };
         let line: [&[u8]; 5] = [
-            version.as_bytes(),
+            self.version.as_str().as_bytes(),
             b" ",
             &digits,
             b" ",
