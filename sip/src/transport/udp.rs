@@ -39,12 +39,7 @@ impl ReadOnlyUdp {
 
     /// Waits for one datagram.
     pub(super) async fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        loop {
-            let mut ready = self.fd.readable().await?;
-            if let Ok(result) = ready.try_io(|s| s.get_ref().recv_from(buf)) {
-                return result;
-            }
-        }
+        when_ready(&self.fd, Interest::READABLE, |s| s.recv_from(buf)).await
     }
 
     /// Sends one datagram, waiting for write space only when the send buffer is full.
@@ -62,11 +57,20 @@ impl ReadOnlyUdp {
     /// kernel reports the current state when one is added, so no wake-up is missed).
     async fn send_when_writable(&self, bytes: &[u8], to: SocketAddr) -> io::Result<()> {
         let dup = register(self.fd.get_ref().try_clone()?, Interest::WRITABLE)?;
-        loop {
-            let mut ready = dup.writable().await?;
-            if let Ok(result) = ready.try_io(|s| s.get_ref().send_to(bytes, to)) {
-                return result.map(drop);
-            }
+        when_ready(&dup, Interest::WRITABLE, |s| s.send_to(bytes, to).map(drop)).await
+    }
+}
+
+/// Runs `io` once `fd` is ready for `interest`, waiting again each time it would block.
+async fn when_ready<R>(
+    fd: &AsyncFd<UdpSocket>,
+    interest: Interest,
+    mut io: impl FnMut(&UdpSocket) -> io::Result<R>,
+) -> io::Result<R> {
+    loop {
+        let mut ready = fd.ready(interest).await?;
+        if let Ok(result) = ready.try_io(|s| io(s.get_ref())) {
+            return result;
         }
     }
 }
