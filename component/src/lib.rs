@@ -35,8 +35,10 @@
 //! `tokio-xmpp` 6's `Component` ends its stream on one malformed stanza or 60 s of
 //! silence as if the server had closed, does not reconnect, and pulls in `sasl`, `rand`,
 //! `futures` and `xso` stream machinery we would wrap anyway. The stream loop here is
-//! small: rxml's push parser (re-exported by minidom) feeds minidom's `TreeBuilder`, each
-//! byte parsed once, with the stanza size counted as bytes arrive. Stanza types come from
+//! small: the reader finds where each token ends as bytes arrive, quick-xml parses the
+//! tags' attributes and decodes entities, and the elements are minidom's (see the
+//! `stream` module for why not rxml's parser), with the stanza size counted as bytes
+//! arrive. Stanza types come from
 //! `xmpp-parsers` 0.23 with its `component` feature, so they carry the
 //! `jabber:component:accept` namespace. Outgoing stanzas of the plain shape the gateway
 //! builds are written by a small writer of our own (minidom's goes through rxml's

@@ -2,19 +2,44 @@
 //! bytes into the stream header, stanzas and the stream end, and the few fixed strings
 //! the component writes itself.
 //!
-//! Bytes go through rxml's push `RawParser` into minidom's `TreeBuilder` once each: the
-//! reader never re-parses a growing buffer. Whitespace between stanzas (keepalives) is
-//! dropped rather than piling up as text under the stream root.
+//! # Why the reader frames tokens itself
+//!
+//! rxml's push parser feeding minidom's `TreeBuilder` cost about 24,000 instructions per
+//! chat stanza, a third of an XMPP → SIP message. quick-xml parses tags, attributes and
+//! entities a few times faster, but its readers pull from a `BufRead`, and the link is
+//! push-style: bytes are fed as they arrive and events come out. So this module does the
+//! one part quick-xml cannot do push-style, finding where a token ends (a tag at the
+//! first `>` outside quotes, text at `<`), and hands each complete tag to quick-xml's
+//! attribute parser and each text to its entity decoder. It resolves namespaces itself
+//! (Namespaces in XML 1.0: declarations, prefixes, the fixed `xml` prefix) and builds
+//! minidom elements directly, without recording prefixes (minidom would re-emit them
+//! verbatim, and rxml's writer panics on some legal ones).
+//!
+//! - No byte is searched twice while a token grows: the search resumes where it stopped,
+//!   inside or outside a quoted value. Text inside a stanza is taken as it arrives, up to
+//!   an incomplete entity or character at the end.
+//! - RFC 6120 §11.1's restricted XML: comments, processing instructions (other than the
+//!   XML declaration before the root), DTDs and entity references other than the
+//!   predefined ones and character references are errors, as are control characters.
+//! - Each stanza is limited in size as its bytes arrive. Whitespace keepalives between
+//!   stanzas are dropped rather than piling up.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 
+use memchr::{memchr, memchr3, memmem, memrchr};
 use minidom::Element;
-use minidom::rxml::error::EndOrError;
-use minidom::rxml::{Options, Parse, RawEvent, RawParser, WithOptions};
-use minidom::tree_builder::TreeBuilder;
+use minidom::rxml::{Namespace, NcName};
+use quick_xml::XmlVersion;
+use quick_xml::events::BytesStart;
 use xmpp_parsers::ns;
 
 use crate::Error;
+
+/// The namespace the `xml` prefix is bound to (Namespaces in XML 1.0 §3).
+const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+/// The namespace of `xmlns` declarations, which nothing may bind.
+const XMLNS_NS: &str = "http://www.w3.org/2000/xmlns/";
 
 /// What the reader found in the byte stream.
 #[derive(Debug)]
@@ -29,35 +54,88 @@ pub(crate) enum StreamEvent {
 
 /// Incremental stream reader with a per-stanza size limit.
 pub(crate) struct StreamReader {
-    parser: RawParser,
-    tree: TreeBuilder,
+    /// Bytes not consumed yet; `buf[start..]` begins at a token boundary.
+    buf: Vec<u8>,
+    start: usize,
+    /// How far the token at `start` has been searched for its end.
+    scan: Scan,
     max_stanza: usize,
-    /// Bytes consumed since the last stanza boundary: the size of the stanza in progress.
+    /// Bytes of the stanza (or stream header) in progress consumed so far.
     pending: usize,
-    opened: bool,
-    closed: bool,
+    state: State,
+    /// The names of the root and the open elements as written (prefixes included), one
+    /// after the other, for their end tags to match.
+    names: String,
+    /// Elements open inside the root, outermost first: a stanza and its descendants.
+    open: Vec<Open>,
+    /// Namespace bindings in scope, innermost last.
+    bindings: Vec<Binding>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before the root element: the XML declaration and whitespace may come.
+    Prolog,
+    /// Inside `<stream:stream>`.
+    Open,
+    /// After `</stream:stream>`: nothing more is read.
+    Closed,
+}
+
+/// Where the search for the end of the token in progress resumes.
+#[derive(Debug, Default, Clone, Copy)]
+struct Scan {
+    /// Offset from the token's start already searched.
+    pos: usize,
+    /// In a tag: the quote of the attribute value the search stopped inside.
+    quote: Option<u8>,
+}
+
+/// An element whose end tag has not come yet.
+struct Open {
+    element: Element,
+    /// Where its name starts in `names`.
+    name_at: usize,
+    /// How many bindings were in scope before its own declarations.
+    bindings_before: usize,
+}
+
+/// One namespace declaration: `xmlns='…'` (no prefix) or `xmlns:prefix='…'`.
+struct Binding {
+    prefix: Option<String>,
+    namespace: String,
+}
+
+/// A complete token found at the start of the unconsumed bytes, with its length.
+#[derive(Debug, Clone, Copy)]
+enum Token {
+    /// `<name …>` or `<name …/>`.
+    Tag(usize),
+    /// `</name>`.
+    EndTag(usize),
+    /// Character data up to the next `<`.
+    Text(usize),
+    /// Character data that has not ended yet: what has arrived of it.
+    TextSoFar(usize),
+    /// `<![CDATA[…]]>`.
+    CData(usize),
+    /// `<?…?>`.
+    Instruction(usize),
 }
 
 impl StreamReader {
     /// A reader for one connection.
     pub(crate) fn new(max_stanza: usize) -> Self {
-        // A single token may be as long as a whole stanza, so the stanza limit is the one
-        // that fires rather than rxml's 8 KiB default (long attribute values are legal).
-        let options = Options {
-            max_token_length: max_stanza.saturating_add(1),
-            ..Options::default()
-        };
-        let mut parser = RawParser::with_options(options);
-        // Unbuffered text, so whitespace keepalives between stanzas come out as events
-        // (and reset the size count) instead of collecting in the lexer.
-        parser.set_text_buffering(false);
         Self {
-            parser,
-            tree: TreeBuilder::new(),
+            buf: Vec::new(),
+            start: 0,
+            scan: Scan::default(),
             max_stanza,
             pending: 0,
-            opened: false,
-            closed: false,
+            state: State::Prolog,
+            names: String::new(),
+            open: Vec::new(),
+            bindings: Vec::new(),
         }
     }
 
@@ -65,106 +143,467 @@ impl StreamReader {
     /// is unusable: XML offers no way to resynchronise.
     pub(crate) fn feed(
         &mut self,
-        mut data: &[u8],
+        data: &[u8],
         out: &mut VecDeque<StreamEvent>,
     ) -> Result<(), Error> {
-        while !self.closed {
-            let before = data.len();
-            let result = self.parser.parse(&mut data, false);
-            let consumed = before - data.len();
-            self.pending = self.pending.saturating_add(consumed);
-            if self.pending > self.max_stanza {
-                return Err(Error::StanzaTooLarge {
-                    limit: self.max_stanza,
-                });
+        if self.state == State::Closed {
+            return Ok(());
+        }
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.extend_from_slice(data);
+        let result = self.read_tokens(&buf, out);
+        buf.drain(..self.start);
+        self.start = 0;
+        self.buf = buf;
+        result?;
+        if self.state != State::Closed
+            && self.pending.saturating_add(self.buf.len()) > self.max_stanza
+        {
+            return Err(self.too_large());
+        }
+        Ok(())
+    }
+
+    /// Consumes every complete token of `buf[self.start..]`.
+    fn read_tokens(&mut self, buf: &[u8], out: &mut VecDeque<StreamEvent>) -> Result<(), Error> {
+        while self.state != State::Closed {
+            let rest = &buf[self.start..];
+            if rest.is_empty() {
+                return Ok(());
             }
-            match result {
-                Ok(Some(event)) => self.process(event, out)?,
-                // The document ended: only happens after the root closed.
-                Ok(None) => self.closed = true,
-                Err(EndOrError::NeedMoreData) => {
-                    if data.is_empty() || consumed == 0 {
-                        return Ok(());
-                    }
+            let Some(token) = find_token(rest, &mut self.scan)? else {
+                return Ok(());
+            };
+            let len = match token {
+                Token::Tag(len) => {
+                    self.start_tag(&rest[1..len - 1], out)?;
+                    len
                 }
-                Err(EndOrError::Error(e)) => return Err(Error::Malformed(e.to_string())),
+                Token::EndTag(len) => {
+                    self.end_tag(&rest[2..len - 1], out)?;
+                    len
+                }
+                Token::Text(len) => {
+                    self.text(&rest[..len], true)?;
+                    len
+                }
+                Token::TextSoFar(len) => match self.text(&rest[..len], false)? {
+                    0 => return Ok(()),
+                    taken => taken,
+                },
+                Token::CData(len) => {
+                    self.cdata(&rest[9..len - 3])?;
+                    len
+                }
+                Token::Instruction(len) => {
+                    self.instruction(&rest[..len])?;
+                    len
+                }
+            };
+            self.start += len;
+            self.scan = Scan::default();
+        }
+        Ok(())
+    }
+
+    /// Counts `len` more bytes into the stanza in progress.
+    fn count(&mut self, len: usize) -> Result<(), Error> {
+        self.pending = self.pending.saturating_add(len);
+        if self.pending > self.max_stanza {
+            return Err(self.too_large());
+        }
+        Ok(())
+    }
+
+    fn too_large(&self) -> Error {
+        Error::StanzaTooLarge {
+            limit: self.max_stanza,
+        }
+    }
+
+    /// `<…>` without its angle brackets.
+    fn start_tag(&mut self, inner: &[u8], out: &mut VecDeque<StreamEvent>) -> Result<(), Error> {
+        self.count(inner.len() + 2)?;
+        let (inner, empty) = match inner.strip_suffix(b"/") {
+            Some(inner) => (inner, true),
+            None => (inner, false),
+        };
+        let inner = utf8(inner)?;
+        if memchr(b'<', inner.as_bytes()).is_some() {
+            return Err(malformed("'<' inside a tag"));
+        }
+        let name_len = inner
+            .bytes()
+            .position(|b| is_xml_space(char::from(b)))
+            .unwrap_or(inner.len());
+        let name = &inner[..name_len];
+        let bindings_before = self.bindings.len();
+        let element = self.element(name, BytesStart::from_content(inner, name_len))?;
+        match self.state {
+            State::Prolog => {
+                if !element.is("stream", ns::STREAM) {
+                    return Err(Error::Protocol(format!(
+                        "root element is <{} xmlns='{}'>, not <stream:stream>",
+                        element.name(),
+                        element.ns()
+                    )));
+                }
+                self.state = State::Open;
+                self.names.push_str(name);
+                self.pending = 0;
+                out.push_back(StreamEvent::Opened(element));
+                if empty {
+                    self.close_root(out);
+                }
+            }
+            _ if empty => {
+                self.bindings.truncate(bindings_before);
+                self.complete(element, out);
+            }
+            _ => {
+                self.open.push(Open {
+                    element,
+                    name_at: self.names.len(),
+                    bindings_before,
+                });
+                self.names.push_str(name);
             }
         }
         Ok(())
     }
 
-    fn process(&mut self, event: RawEvent, out: &mut VecDeque<StreamEvent>) -> Result<(), Error> {
-        let depth = self.tree.depth();
-        match event {
-            // Whitespace keepalives between stanzas; anything else there is junk too.
-            RawEvent::Text(..) if depth <= 1 => {
-                self.pending = 0;
-                Ok(())
+    /// The element a start tag opens; its namespace declarations stay in scope.
+    fn element(&mut self, name: &str, tag: BytesStart<'_>) -> Result<Element, Error> {
+        // Declarations apply to the whole tag, so other attributes wait for them.
+        let mut attrs = Vec::with_capacity(8);
+        for attr in tag.attributes() {
+            let attr = attr.map_err(|e| malformed(&e.to_string()))?;
+            let key = utf8(attr.key.into_inner())?;
+            let value = attr
+                .normalized_value(XmlVersion::Implicit1_0)
+                .map_err(|e| malformed(&e.to_string()))?;
+            check_chars(&value)?;
+            let (prefix, local) = split_qname(key)?;
+            match (prefix, local) {
+                (None, "xmlns") => self.declare(None, value.into_owned())?,
+                (Some("xmlns"), prefix) => self.declare(Some(prefix), value.into_owned())?,
+                _ => attrs.push((prefix, local, value)),
             }
-            RawEvent::ElementFoot(_) if depth == 1 => {
-                self.closed = true;
-                out.push_back(StreamEvent::Closed);
-                Ok(())
+        }
+        let (prefix, local) = split_qname(name)?;
+        let namespace = self.namespace_of(prefix)?;
+        let mut element = Element::bare(local, namespace);
+        for (prefix, local, value) in attrs {
+            let namespace = match prefix {
+                None => Namespace::NONE,
+                Some(prefix) => Namespace::from(self.namespace_of(Some(prefix))?.to_owned()),
+            };
+            let name = NcName::try_from(local).map_err(|e| malformed(&e.to_string()))?;
+            if element
+                .attrs_mut()
+                .insert(namespace, name, value.into_owned())
+                .is_some()
+            {
+                return Err(malformed("an attribute is repeated"));
             }
-            RawEvent::ElementFoot(_) if depth == 2 => {
-                self.build(event)?;
-                self.pending = 0;
-                match self.tree.unshift_child() {
-                    Some(mut stanza) => {
-                        forget_prefixes(&mut stanza);
-                        out.push_back(StreamEvent::Stanza(stanza));
-                    }
-                    None => return Err(Error::Malformed("lost a stanza".into())),
-                }
-                Ok(())
+        }
+        Ok(element)
+    }
+
+    /// A namespace declaration, checked as Namespaces in XML 1.0 §3 says.
+    fn declare(&mut self, prefix: Option<&str>, namespace: String) -> Result<(), Error> {
+        match prefix {
+            Some("xml") if namespace == XML_NS => return Ok(()),
+            Some("xml" | "xmlns") => return Err(malformed("the xml and xmlns prefixes are fixed")),
+            Some(_) if namespace.is_empty() => {
+                return Err(malformed("a prefix cannot be undeclared"));
             }
-            RawEvent::ElementHeadClose(_) if depth == 0 => {
-                self.build(event)?;
-                let Some(root) = self.tree.top() else {
-                    return Err(Error::Malformed("no stream root".into()));
-                };
-                if !root.is("stream", ns::STREAM) {
-                    return Err(Error::Protocol(format!(
-                        "root element is <{} xmlns='{}'>, not <stream:stream>",
-                        root.name(),
-                        root.ns()
-                    )));
-                }
-                let header = root.clone();
-                self.opened = true;
-                self.pending = 0;
-                out.push_back(StreamEvent::Opened(header));
-                Ok(())
+            _ if namespace == XML_NS || namespace == XMLNS_NS => {
+                return Err(malformed("a reserved namespace is bound"));
             }
-            other => self.build(other),
+            _ => {}
+        }
+        self.bindings.push(Binding {
+            prefix: prefix.map(str::to_owned),
+            namespace,
+        });
+        Ok(())
+    }
+
+    /// The namespace `prefix` stands for (none: the default namespace, or no namespace).
+    fn namespace_of(&self, prefix: Option<&str>) -> Result<&str, Error> {
+        if prefix == Some("xml") {
+            return Ok(XML_NS);
+        }
+        match self
+            .bindings
+            .iter()
+            .rev()
+            .find(|b| b.prefix.as_deref() == prefix)
+        {
+            Some(binding) => Ok(&binding.namespace),
+            None if prefix.is_none() => Ok(""),
+            None => Err(malformed("a prefix is not declared")),
         }
     }
 
-    fn build(&mut self, event: RawEvent) -> Result<(), Error> {
-        self.tree
-            .process_event(event)
-            .map_err(|e| Error::Malformed(e.to_string()))
+    /// `</…>` without `</` and `>`.
+    fn end_tag(&mut self, name: &[u8], out: &mut VecDeque<StreamEvent>) -> Result<(), Error> {
+        self.count(name.len() + 3)?;
+        let name = utf8(name)?.trim_end_matches(is_xml_space);
+        let name_at = self.open.last().map_or(0, |open| open.name_at);
+        if name != &self.names[name_at..] {
+            return Err(malformed("an end tag does not match its start tag"));
+        }
+        self.names.truncate(name_at);
+        let Some(open) = self.open.pop() else {
+            self.close_root(out);
+            return Ok(());
+        };
+        self.bindings.truncate(open.bindings_before);
+        self.complete(open.element, out);
+        Ok(())
+    }
+
+    /// A finished element: a stanza at the top, else a child of the open one.
+    fn complete(&mut self, element: Element, out: &mut VecDeque<StreamEvent>) {
+        match self.open.last_mut() {
+            Some(parent) => {
+                parent.element.append_child(element);
+            }
+            None => {
+                self.pending = 0;
+                out.push_back(StreamEvent::Stanza(element));
+            }
+        }
+    }
+
+    fn close_root(&mut self, out: &mut VecDeque<StreamEvent>) {
+        self.state = State::Closed;
+        out.push_back(StreamEvent::Closed);
+    }
+
+    /// Character data; `whole` unless more of it may follow. Returns how many bytes it
+    /// took: all of a whole text, else up to an incomplete entity, character or line end.
+    fn text(&mut self, raw: &[u8], whole: bool) -> Result<usize, Error> {
+        if self.open.is_empty() {
+            // Between stanzas: whitespace keepalives, dropped. Text in the root is legal
+            // XML but means nothing in XMPP; before the root it is not XML at all.
+            if self.state == State::Prolog && !raw.iter().all(|b| is_xml_space(char::from(*b))) {
+                return Err(malformed("text before the root element"));
+            }
+            self.pending = 0;
+            return Ok(raw.len());
+        }
+        let take = if whole {
+            raw.len()
+        } else {
+            complete_prefix(raw)
+        };
+        if take == 0 {
+            return Ok(0);
+        }
+        self.count(take)?;
+        let raw = &raw[..take];
+        if memmem::find(raw, b"]]>").is_some() {
+            return Err(malformed("']]>' in text"));
+        }
+        let text = normalize_line_ends(utf8(raw)?);
+        let text = quick_xml::escape::unescape(&text).map_err(|e| malformed(&e.to_string()))?;
+        check_chars(&text)?;
+        self.append_text(text);
+        Ok(take)
+    }
+
+    /// The content of `<![CDATA[…]]>`: text without entity references.
+    fn cdata(&mut self, raw: &[u8]) -> Result<(), Error> {
+        self.count(raw.len() + 12)?;
+        let text = normalize_line_ends(utf8(raw)?);
+        check_chars(&text)?;
+        if self.open.is_empty() {
+            return Err(malformed("CDATA outside a stanza"));
+        }
+        self.append_text(text);
+        Ok(())
+    }
+
+    fn append_text(&mut self, text: Cow<'_, str>) {
+        if let Some(open) = self.open.last_mut() {
+            open.element.append_text(text.into_owned());
+        }
     }
 
     /// True once the server's stream header arrived.
     #[cfg(test)]
     pub(crate) fn is_open(&self) -> bool {
-        self.opened
+        self.state != State::Prolog
+    }
+
+    /// `<?…?>`: only the XML declaration, before the root.
+    fn instruction(&mut self, raw: &[u8]) -> Result<(), Error> {
+        self.count(raw.len())?;
+        let declaration =
+            raw.starts_with(b"<?xml") && raw.get(5).is_some_and(|b| is_xml_space(char::from(*b)));
+        if self.state != State::Prolog || !declaration {
+            return Err(malformed("processing instructions are not allowed in XMPP"));
+        }
+        Ok(())
     }
 }
 
-/// Drops the prefix declarations the parser recorded; namespaces stay resolved on every
-/// element and attribute.
-///
-/// minidom re-emits recorded declarations verbatim when serialising, and rxml's writer
-/// panics on some legal ones (a prefix redeclared in a child, `xmlns:xml`), so a stanza
-/// the core echoes back could otherwise crash `send`. Without them the writer declares
-/// what it needs itself.
-fn forget_prefixes(el: &mut Element) {
-    el.prefixes = Default::default();
-    for child in el.children_mut() {
-        forget_prefixes(child);
+/// The token at the start of `rest`, or `None` while it is incomplete (`scan` then says
+/// how far the search went).
+fn find_token(rest: &[u8], scan: &mut Scan) -> Result<Option<Token>, Error> {
+    if rest[0] != b'<' {
+        return Ok(Some(match memchr(b'<', &rest[scan.pos..]) {
+            Some(at) => Token::Text(scan.pos + at),
+            None => Token::TextSoFar(rest.len()),
+        }));
     }
+    let Some(second) = rest.get(1) else {
+        return Ok(None);
+    };
+    Ok(match second {
+        b'/' => find_end(rest, b">", scan).map(Token::EndTag),
+        b'?' => find_end(rest, b"?>", scan).map(Token::Instruction),
+        b'!' => {
+            const CDATA: &[u8] = b"<![CDATA[";
+            if !rest.starts_with(CDATA) {
+                if CDATA.starts_with(rest) {
+                    return Ok(None);
+                }
+                return Err(malformed("comments and DTDs are not allowed in XMPP"));
+            }
+            scan.pos = scan.pos.max(CDATA.len());
+            find_end(rest, b"]]>", scan).map(Token::CData)
+        }
+        _ => find_tag_end(rest, scan).map(Token::Tag),
+    })
+}
+
+/// The length of `rest` up to and including the first `end` at or after the scan point.
+fn find_end(rest: &[u8], end: &[u8], scan: &mut Scan) -> Option<usize> {
+    let from = scan.pos.max(1);
+    match memmem::find(&rest[from..], end) {
+        Some(at) => Some(from + at + end.len()),
+        None => {
+            // The end may have begun in the last bytes.
+            scan.pos = rest.len().saturating_sub(end.len() - 1).max(from);
+            None
+        }
+    }
+}
+
+/// The length of a tag up to its `>`, skipping quoted attribute values.
+fn find_tag_end(rest: &[u8], scan: &mut Scan) -> Option<usize> {
+    let mut at = scan.pos.max(1);
+    loop {
+        let found = match scan.quote {
+            Some(quote) => memchr(quote, &rest[at..]),
+            None => memchr3(b'>', b'\'', b'"', &rest[at..]),
+        };
+        let Some(found) = found else {
+            scan.pos = rest.len();
+            return None;
+        };
+        at += found;
+        match (scan.quote, rest[at]) {
+            (None, b'>') => return Some(at + 1),
+            (None, quote) => scan.quote = Some(quote),
+            (Some(_), _) => scan.quote = None,
+        }
+        at += 1;
+    }
+}
+
+/// How much of text still arriving can be decoded now: not an entity reference, a
+/// UTF-8 sequence, `\r\n` or `]]>` cut by the end.
+fn complete_prefix(raw: &[u8]) -> usize {
+    let mut take = raw.len();
+    // The longest reference XML allows here, `&#x10FFFF;`, is ten bytes; a longer one
+    // is an error the decoder reports.
+    if let Some(amp) = memrchr(b'&', raw)
+        && raw.len() - amp < 10
+        && memchr(b';', &raw[amp..]).is_none()
+    {
+        take = amp;
+    }
+    if let Err(e) = std::str::from_utf8(&raw[..take])
+        && e.error_len().is_none()
+    {
+        take = e.valid_up_to();
+    }
+    // `\r` may be half of `\r\n`, `]` or `]]` the start of a forbidden `]]>`.
+    let held = raw[..take]
+        .iter()
+        .rev()
+        .take(2)
+        .take_while(|b| matches!(b, b'\r' | b']'))
+        .count();
+    take - held
+}
+
+/// XML's end-of-line handling (XML 1.0 §2.11): `\r\n` and `\r` read as `\n`.
+fn normalize_line_ends(text: &str) -> Cow<'_, str> {
+    if memchr(b'\r', text.as_bytes()).is_none() {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n"))
+}
+
+/// Refuses the control characters XML 1.0 §2.2 leaves out (tab, line feed and carriage
+/// return are allowed), and the noncharacters U+FFFE and U+FFFF.
+fn check_chars(text: &str) -> Result<(), Error> {
+    let bytes = text.as_bytes();
+    // Without an early exit, so that it runs a word at a time.
+    let bad_control = bytes.iter().fold(false, |bad, &b| {
+        bad | ((b < 0x20) & (b != b'\t') & (b != b'\n') & (b != b'\r'))
+    });
+    // U+FFFE and U+FFFF are EF BF BE and EF BF BF in UTF-8.
+    let nonchar = memchr(0xef, bytes).is_some() && text.contains(['\u{fffe}', '\u{ffff}']);
+    if bad_control || nonchar {
+        return Err(malformed("a character XML does not allow"));
+    }
+    Ok(())
+}
+
+/// `prefix:local` or `local`, each a valid NCName.
+fn split_qname(name: &str) -> Result<(Option<&str>, &str), Error> {
+    let (prefix, local) = match name.split_once(':') {
+        Some((prefix, local)) => (Some(prefix), local),
+        None => (None, name),
+    };
+    for part in prefix.into_iter().chain([local]) {
+        if !is_ascii_ncname(part) {
+            minidom::rxml::strings::validate_ncname(part)
+                .map_err(|_| malformed("not a valid XML name"))?;
+        }
+    }
+    Ok((prefix, local))
+}
+
+/// The common case of a valid NCName, checked without rxml's tables: ASCII letters,
+/// digits, `-`, `_` and `.`, not starting with a digit, `-` or `.`.
+fn is_ascii_ncname(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes
+        .first()
+        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn is_xml_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\r' | '\n')
+}
+
+fn utf8(bytes: &[u8]) -> Result<&str, Error> {
+    std::str::from_utf8(bytes).map_err(|_| malformed("not UTF-8"))
+}
+
+fn malformed(what: &str) -> Error {
+    Error::Malformed(what.to_owned())
 }
 
 /// The stream header a component sends (XEP-0114 §3).
@@ -350,6 +789,111 @@ mod tests {
         assert_eq!(x.attr_ns("urn:b", "attr"), Some("1"));
         assert!(back.has_child("y", "urn:a"));
         assert_eq!(back.get_child("body", ns::COMPONENT).unwrap().text(), "x");
+    }
+
+    /// Stanzas our reader must read as minidom's own parser (rxml) reads them.
+    const WELL_FORMED: &[&str] = &[
+        "<message from='a@b/c' to='d@e' type='chat' id='1' xml:lang='en'><body>hi &amp; \
+         &lt;there&gt; &#233;&#x4E2D; caf\u{e9} \u{4e2d}\u{6587} &quot;&apos;</body>\
+         <subject>s</subject></message>",
+        "<presence from=\"a&apos;b\" to='x&#10;y' extra='t\tu\nv\r\nw'/>",
+        "<iq type='get' id='x' from='a' to='b'><query xmlns='http://jabber.org/protocol/disco#info'>\
+         <item xmlns:p='urn:p' p:attr='v' node='n'/><p2:x xmlns:p2='urn:q'><y/></p2:x></query></iq>",
+        "<message to='a' from='b'><body><![CDATA[<not a tag> & stuff]]> tail</body></message>",
+        "<message to='a' from='b'><x xmlns='urn:x'><y xmlns=''/></x></message>",
+        "<message to='a' from='b'><body>l1\r\nl2\rl3\r</body></message>",
+        "<presence to='a' from='b' /><message to='a' from='b'><body>x</body ></message >",
+        "<message to='a>b' from=\"c'd\"><body>x</body></message>",
+        "<message to='a' from='b' xmlns:xml='http://www.w3.org/XML/1998/namespace'>\
+         <body xml:lang='de'>x</body></message>",
+    ];
+
+    /// What neither parser may accept.
+    const NOT_WELL_FORMED: &[&str] = &[
+        "<message><!-- c --></message>",
+        "<?pi x?>",
+        "<!DOCTYPE x>",
+        "<message>&foo;</message>",
+        "<message a='1' a='2'/>",
+        "<message></messagex>",
+        "<a:b/>",
+        "<message>\u{1}</message>",
+        "<message a=1/>",
+        "<message a='<'/>",
+        "<1bad/>",
+        "<message xmlns:p=''/>",
+        "<message>&#0;</message>",
+        "<message xmlns:a='urn:a' xmlns:b='urn:a' a:x='1' b:x='2'/>",
+        "<message>a]]>b</message>",
+    ];
+
+    /// The stanzas of `doc` as our reader reads it fed in random pieces.
+    fn read_in_pieces(doc: &str, rng: &mut fastrand::Rng) -> Result<Vec<Element>, Error> {
+        let mut r = StreamReader::new(1 << 16);
+        feed_all(&mut r, HEADER.as_bytes())?;
+        let mut stanzas = Vec::new();
+        let mut rest = doc.as_bytes();
+        while !rest.is_empty() {
+            let (piece, tail) = rest.split_at(rng.usize(1..=rest.len().min(40)));
+            rest = tail;
+            for event in feed_all(&mut r, piece)? {
+                if let StreamEvent::Stanza(el) = event {
+                    stanzas.push(el);
+                }
+            }
+        }
+        Ok(stanzas)
+    }
+
+    /// The stanzas of `doc` as minidom's parser reads them inside a stream root.
+    fn read_by_minidom(doc: &str) -> Result<Vec<Element>, minidom::Error> {
+        let root: Element = format!(
+            "<stream:stream xmlns='jabber:component:accept' \
+             xmlns:stream='http://etherx.jabber.org/streams'>{doc}</stream:stream>"
+        )
+        .parse()?;
+        Ok(root.children().cloned().collect())
+    }
+
+    #[test]
+    fn reads_as_minidoms_parser_does_in_any_pieces() {
+        let mut rng = fastrand::Rng::with_seed(7);
+        for doc in WELL_FORMED {
+            let expected = read_by_minidom(doc).unwrap();
+            for _ in 0..200 {
+                assert_eq!(read_in_pieces(doc, &mut rng).unwrap(), expected, "{doc}");
+            }
+        }
+        for doc in NOT_WELL_FORMED {
+            // minidom's TreeBuilder keeps the last of two same-named attributes; XML 1.0
+            // (and Namespaces in XML) say that is not well-formed.
+            let repeats = doc.contains("='2'");
+            assert_eq!(read_by_minidom(doc).is_ok(), repeats, "{doc}");
+            for _ in 0..50 {
+                let result = read_in_pieces(doc, &mut rng);
+                assert!(
+                    matches!(result, Err(Error::Malformed(_))),
+                    "{doc}: {result:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_text_split_anywhere_is_whole_again() {
+        let body = "caf\u{e9} &amp; &#x4E2D; \r\n end";
+        let doc = format!("<message to='a' from='b'><body>{body}</body></message>");
+        for cut in 1..doc.len() {
+            let mut r = StreamReader::new(4096);
+            feed_all(&mut r, HEADER.as_bytes()).unwrap();
+            let mut events = feed_all(&mut r, &doc.as_bytes()[..cut]).unwrap();
+            events.extend(feed_all(&mut r, &doc.as_bytes()[cut..]).unwrap());
+            let [StreamEvent::Stanza(el)] = &events[..] else {
+                panic!("{cut}: {events:?}")
+            };
+            let text = el.get_child("body", ns::COMPONENT).unwrap().text();
+            assert_eq!(text, "caf\u{e9} & \u{4e2d} \n end", "{cut}");
+        }
     }
 
     #[test]
