@@ -247,14 +247,25 @@ impl AddressRules {
     /// Maps a contact's JID (its resource already dropped) to the SIP address it is seen
     /// under: `sip:user*server@<jdomain>`, or `sip:user@<alias>` for a transport JID.
     pub fn contact_to_sip(&self, jid: &BareJid) -> Result<SipUri, AddressError> {
-        let domain = jid.domain().as_str();
+        self.contact_parts_to_sip(jid.node().map(|n| n.as_str()), jid.domain().as_str())
+    }
+
+    /// [`AddressRules::contact_to_sip`] from a bare JID's parts, for a caller that read
+    /// them without the JID parser (see `sipjab_component::PlainJid`).
+    pub fn contact_parts_to_sip(
+        &self,
+        node: Option<&str>,
+        domain: &str,
+    ) -> Result<SipUri, AddressError> {
+        let bare = || match node {
+            Some(node) => format!("{node}@{domain}"),
+            None => domain.to_owned(),
+        };
         if domain.eq_ignore_ascii_case(&self.component_domain) {
-            return Err(AddressError::GatewayUser(jid.to_string()));
+            return Err(AddressError::GatewayUser(bare()));
         }
-        let node = jid
-            .node()
-            .ok_or_else(|| AddressError::NoLocalpart(jid.to_string()))?;
-        let local = xep0106_unescape(node.as_str());
+        let node = node.ok_or_else(|| AddressError::NoLocalpart(bare()))?;
+        let local = xep0106_unescape(node);
         let delim = self.jdomain.delimiter;
         if let Some(alias) = self.alias(domain) {
             let user = match alias.delimiter {
@@ -521,6 +532,29 @@ mod tests {
             matches!(&back, XmppTarget::Conference { room, nick: None } if room.to_string() == "room@conference.jabber.org"),
             "{back:?}"
         );
+    }
+
+    #[test]
+    fn parts_map_as_the_parsed_jid_does() {
+        let r = rules();
+        for j in [
+            "alpha@jabber.org",
+            "alpha@aim.x.com",
+            "a*b@jabber.org",
+            "jabber.org",
+            "bob@sip.x.com",
+        ] {
+            let jid = BareJid::new(j).unwrap();
+            let parts =
+                r.contact_parts_to_sip(jid.node().map(|n| n.as_str()), jid.domain().as_str());
+            assert_eq!(
+                parts.map(|u| u.to_string()).map_err(|e| e.to_string()),
+                r.contact_to_sip(&jid)
+                    .map(|u| u.to_string())
+                    .map_err(|e| e.to_string()),
+                "{j}"
+            );
+        }
     }
 
     #[test]

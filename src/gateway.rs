@@ -95,19 +95,21 @@ struct Queued {
 /// A MESSAGE sent for an XMPP user, awaiting its final answer.
 #[derive(Debug)]
 struct SentForXmpp {
-    /// The XMPP sender, who gets the error.
-    sender: Jid,
-    /// The gateway user it was for.
-    recipient: Jid,
+    /// The XMPP sender, who gets the error (a valid JID, parsed only then).
+    sender: String,
+    /// The gateway user it was for (the same).
+    recipient: String,
     id: Option<Id>,
     body: String,
 }
 
 /// A chat message for a SIP user: what goes into its MESSAGE and what an error reply needs.
+/// The JIDs are checked but kept as text: most are plain and need no JID parser, and the
+/// parsed form is only needed for an error reply.
 #[derive(Debug)]
 struct PlainChat {
-    sender: Jid,
-    to: Jid,
+    sender: String,
+    to: String,
     id: Option<Id>,
     body: String,
     subject: Option<String>,
@@ -126,7 +128,12 @@ impl PlainChat {
         {
             return None;
         }
-        let jid = |name: &str| stanza.attr(name).and_then(|v| Jid::new(v).ok());
+        let jid = |name: &str| {
+            stanza
+                .attr(name)
+                .filter(|v| PlainJid::parse(v).is_some() || Jid::new(v).is_ok())
+                .map(str::to_owned)
+        };
         let (mut body, mut subject) = (None, None);
         for child in stanza.children() {
             let slot = if child.is("body", xmpp_parsers::ns::DEFAULT_NS) {
@@ -379,8 +386,8 @@ impl Gateway {
             return self.reply_message_error(&msg, DefinedCondition::ServiceUnavailable, None);
         };
         let chat = PlainChat {
-            sender,
-            to,
+            sender: sender.to_string(),
+            to: to.to_string(),
             id: msg.id.clone(),
             body,
             subject: msg.get_best_subject_cloned(vec![]).map(|(_, s)| s),
@@ -396,7 +403,15 @@ impl Gateway {
         chat: PlainChat,
         account: &Account,
     ) -> Result<(), (DefinedCondition, String)> {
-        let from_uri = match self.settings.rules.contact_to_sip(&chat.sender.to_bare()) {
+        let rules = &self.settings.rules;
+        let from_uri = match PlainJid::parse(&chat.sender) {
+            Some(plain) => rules.contact_parts_to_sip(plain.node, plain.domain),
+            None => match Jid::new(&chat.sender) {
+                Ok(jid) => rules.contact_to_sip(&jid.to_bare()),
+                Err(e) => return Err((DefinedCondition::JidMalformed, e.to_string())),
+            },
+        };
+        let from_uri = match from_uri {
             Ok(uri) => Uri::Sip(uri),
             Err(e) => return Err((DefinedCondition::JidMalformed, e.to_string())),
         };
@@ -470,9 +485,13 @@ impl Gateway {
         if code < 300 {
             return;
         }
+        let (Ok(sender), Ok(recipient)) = (Jid::new(&sent.sender), Jid::new(&sent.recipient))
+        else {
+            return;
+        };
         let condition = condition_for_status(code);
-        let mut reply = Message::error(Some(sent.sender));
-        reply.from = Some(sent.recipient);
+        let mut reply = Message::error(Some(sender));
+        reply.from = Some(recipient);
         reply.id = sent.id;
         reply.bodies.insert(Lang::new(), sent.body);
         reply.payloads.push(
