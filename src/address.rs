@@ -535,29 +535,6 @@ mod tests {
     }
 
     #[test]
-    fn parts_map_as_the_parsed_jid_does() {
-        let r = rules();
-        for j in [
-            "alpha@jabber.org",
-            "alpha@aim.x.com",
-            "a*b@jabber.org",
-            "jabber.org",
-            "bob@sip.x.com",
-        ] {
-            let jid = BareJid::new(j).unwrap();
-            let parts =
-                r.contact_parts_to_sip(jid.node().map(|n| n.as_str()), jid.domain().as_str());
-            assert_eq!(
-                parts.map(|u| u.to_string()).map_err(|e| e.to_string()),
-                r.contact_to_sip(&jid)
-                    .map(|u| u.to_string())
-                    .map_err(|e| e.to_string()),
-                "{j}"
-            );
-        }
-    }
-
-    #[test]
     fn unmappable_jids() {
         let r = rules();
         for j in ["a*b@jabber.org", "jabber.org", "bob@sip.x.com"] {
