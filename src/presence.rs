@@ -121,7 +121,7 @@ pub struct Presences {
     online: Online,
     /// When this instance last wrote each user's activity to the store. Messages in between
     /// do not touch the store: `cache_time` is measured in whole sweeps anyway.
-    touched: HashMap<i64, i64>,
+    touched: HashMap<i64, i64, foldhash::fast::RandomState>,
 }
 
 /// Users whose last activity write is remembered at most; past this the memory is dropped.
@@ -140,7 +140,7 @@ impl Presences {
             },
             store,
             settings,
-            touched: HashMap::new(),
+            touched: HashMap::default(),
         }
     }
 
