@@ -83,3 +83,52 @@ pub use minidom::Element;
 pub use plain_jid::PlainJid;
 /// Stream error conditions found in [`Error::Stream`].
 pub use xmpp_parsers::stream_error::DefinedCondition;
+
+/// The stream reader for the fuzz targets in `component/fuzz`; not part of the API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::collections::VecDeque;
+
+    pub use crate::stream::against_minidom::{has_lone_cr, is_stricter};
+    use crate::stream::{StreamEvent, StreamReader};
+    use crate::{Element, Error};
+
+    /// Where the reader stopped when the bytes ran out.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Ending {
+        /// Inside the stream between stanzas, nothing buffered.
+        Idle,
+        /// Inside a stanza, or in a token not complete yet.
+        MidStanza,
+        /// After `</stream:stream>`; nothing after it is read.
+        Closed,
+    }
+
+    /// Feeds `header`, then each chunk, to a fresh reader (64 KiB stanza limit): the
+    /// stanzas it read and where it stopped, or its first error.
+    pub fn read_in_chunks(
+        header: &[u8],
+        chunks: &[&[u8]],
+    ) -> Result<(Vec<Element>, Ending), Error> {
+        let mut reader = StreamReader::new(1 << 16);
+        let mut out = VecDeque::new();
+        for chunk in std::iter::once(header).chain(chunks.iter().copied()) {
+            reader.feed(chunk, &mut out)?;
+        }
+        let mut ending = if reader.is_idle() {
+            Ending::Idle
+        } else {
+            Ending::MidStanza
+        };
+        let mut stanzas = Vec::new();
+        for event in out {
+            match event {
+                StreamEvent::Opened(_) => {}
+                StreamEvent::Stanza(element) => stanzas.push(element),
+                StreamEvent::Closed => ending = Ending::Closed,
+            }
+        }
+        Ok((stanzas, ending))
+    }
+}

@@ -371,6 +371,9 @@ impl StreamReader {
     fn end_tag(&mut self, name: &[u8], out: &mut VecDeque<StreamEvent>) -> Result<(), Error> {
         self.count(name.len() + 3)?;
         let name = utf8(name)?.trim_end_matches(is_xml_space);
+        if self.state == State::Prolog {
+            return Err(malformed("an end tag before the root element"));
+        }
         let name_at = self.open.last().map_or(0, |open| open.name_at);
         if name != &self.names[name_at..] {
             return Err(malformed("an end tag does not match its start tag"));
@@ -451,6 +454,13 @@ impl StreamReader {
         if let Some(open) = self.open.last_mut() {
             open.element.append_text(text.into_owned());
         }
+    }
+
+    /// True inside the stream between stanzas with nothing buffered, where whole stanzas
+    /// leave the reader.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub(crate) fn is_idle(&self) -> bool {
+        self.state == State::Open && self.open.is_empty() && self.buf.is_empty()
     }
 
     /// True once the server's stream header arrived.
@@ -688,9 +698,37 @@ fn escape_attr(s: &str) -> String {
     out
 }
 
+/// The checks that compare this reader with minidom's parser (rxml), shared by the tests
+/// and the fuzz target: where the two may differ on purpose.
+#[cfg(any(test, feature = "fuzzing"))]
+#[allow(unreachable_pub)] // public for the `fuzzing` module's re-export
+pub(crate) mod against_minidom {
+    use crate::Error;
+
+    /// Where we refuse what minidom's parser lets through: repeated attributes and
+    /// declarations (its TreeBuilder keeps the last), and text or CDATA sections between
+    /// stanzas (character data of the root, XML 1.0 §3.1 and §2.7, but RFC 6120 §4.6.1
+    /// and §11.7 allow only whitespace there; CDATA is refused even when empty).
+    pub fn is_stricter(e: &Error) -> bool {
+        matches!(e, Error::Malformed(what) if [
+            "an attribute is repeated",
+            "a namespace is declared twice in one tag",
+            "text outside a stanza",
+            "CDATA outside a stanza",
+        ].contains(&what.as_str()))
+    }
+
+    /// rxml refuses or drops a `\r` not followed by `\n` in an attribute value, which XML
+    /// 1.0 §2.11 reads as a line end (and §3.3.3 then as a space); we read it so.
+    pub fn has_lone_cr(doc: &str) -> bool {
+        doc.replace("\r\n", "").contains('\r')
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
+    use super::against_minidom::{has_lone_cr, is_stricter};
     use super::*;
 
     const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams' \
@@ -950,7 +988,7 @@ mod tests {
             };
             let mut reader = StreamReader::new(1 << 16);
             let ours = read_in_pieces_with(&mut reader, &doc, &mut rng);
-            let idle = reader.open.is_empty() && reader.buf.is_empty();
+            let idle = reader.is_idle();
             if has_lone_cr(&doc) {
                 continue;
             }
@@ -965,21 +1003,16 @@ mod tests {
         }
     }
 
-    /// Where we refuse what minidom's parser lets through: repeated attributes and
-    /// declarations (its TreeBuilder keeps the last), and text between stanzas (legal
-    /// XML, but RFC 6120 §4.6.1 allows only whitespace there).
-    fn is_stricter(e: &Error) -> bool {
-        matches!(e, Error::Malformed(what) if [
-            "an attribute is repeated",
-            "a namespace is declared twice in one tag",
-            "text outside a stanza",
-        ].contains(&what.as_str()))
-    }
-
-    /// rxml refuses or drops a `\r` not followed by `\n` in an attribute value, which XML
-    /// 1.0 §2.11 reads as a line end (and §3.3.3 then as a space); we read it so.
-    fn has_lone_cr(doc: &str) -> bool {
-        doc.replace("\r\n", "").contains('\r')
+    /// Found by the fuzz target: minidom reads a CDATA section between stanzas, even an
+    /// empty one, as text of the root; we refuse it as we refuse text there.
+    #[test]
+    fn cdata_between_stanzas_is_stricter() {
+        let mut rng = fastrand::Rng::with_seed(3);
+        for doc in ["<![CDATA[]]>", "<presence/><![CDATA[ ]]>"] {
+            assert!(read_by_minidom(doc).is_ok(), "{doc}");
+            let err = read_in_pieces(doc, &mut rng).unwrap_err();
+            assert!(is_stricter(&err), "{doc}: {err:?}");
+        }
     }
 
     #[test]
@@ -1004,6 +1037,15 @@ mod tests {
         let mut r = StreamReader::new(4096);
         let err = feed_all(&mut r, b"<html xmlns='x'>").unwrap_err();
         assert!(matches!(err, Error::Protocol(_)), "{err:?}");
+    }
+
+    #[test]
+    fn nothing_but_a_declaration_and_whitespace_before_the_root() {
+        for before in ["</>", "</stream:stream>", "x", "<![CDATA[]]>", "<?pi?>"] {
+            let mut r = StreamReader::new(4096);
+            let err = feed_all(&mut r, format!("{before}{HEADER}").as_bytes()).unwrap_err();
+            assert!(matches!(err, Error::Malformed(_)), "{before}: {err:?}");
+        }
     }
 
     #[test]
