@@ -90,7 +90,7 @@ pub use xmpp_parsers::stream_error::DefinedCondition;
 pub mod fuzzing {
     use std::collections::VecDeque;
 
-    pub use crate::stream::against_minidom::{has_lone_cr, is_stricter};
+    pub use crate::stream::against_minidom::{has_lone_cr, is_stricter, read_by_minidom};
     use crate::stream::{StreamEvent, StreamReader};
     use crate::{Element, Error};
 

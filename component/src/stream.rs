@@ -703,7 +703,20 @@ fn escape_attr(s: &str) -> String {
 #[cfg(any(test, feature = "fuzzing"))]
 #[allow(unreachable_pub)] // public for the `fuzzing` module's re-export
 pub(crate) mod against_minidom {
+    use minidom::Element;
+
     use crate::Error;
+
+    /// The stanzas of `doc` (what follows a stream header) as minidom's parser reads
+    /// them inside a stream root.
+    pub fn read_by_minidom(doc: &str) -> Result<Vec<Element>, minidom::Error> {
+        let root: Element = format!(
+            "<stream:stream xmlns='jabber:component:accept' \
+             xmlns:stream='http://etherx.jabber.org/streams'>{doc}</stream:stream>"
+        )
+        .parse()?;
+        Ok(root.children().cloned().collect())
+    }
 
     /// Where we refuse what minidom's parser lets through: repeated attributes and
     /// declarations (its TreeBuilder keeps the last), and text or CDATA sections between
@@ -728,7 +741,7 @@ pub(crate) mod against_minidom {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // a failed unwrap is a failed test
 mod tests {
-    use super::against_minidom::{has_lone_cr, is_stricter};
+    use super::against_minidom::{has_lone_cr, is_stricter, read_by_minidom};
     use super::*;
 
     const HEADER: &str = "<?xml version='1.0'?><stream:stream xmlns:stream='http://etherx.jabber.org/streams' \
@@ -929,16 +942,6 @@ mod tests {
             }
         }
         Ok(stanzas)
-    }
-
-    /// The stanzas of `doc` as minidom's parser reads them inside a stream root.
-    fn read_by_minidom(doc: &str) -> Result<Vec<Element>, minidom::Error> {
-        let root: Element = format!(
-            "<stream:stream xmlns='jabber:component:accept' \
-             xmlns:stream='http://etherx.jabber.org/streams'>{doc}</stream:stream>"
-        )
-        .parse()?;
-        Ok(root.children().cloned().collect())
     }
 
     #[test]

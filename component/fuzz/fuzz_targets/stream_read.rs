@@ -4,8 +4,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use minidom::Element;
-use sipjab_component::fuzzing::{Ending, has_lone_cr, is_stricter, read_in_chunks};
+use sipjab_component::fuzzing::{
+    Ending, has_lone_cr, is_stricter, read_by_minidom, read_in_chunks,
+};
 
 const HEADER: &[u8] = b"<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' \
     xmlns:stream='http://etherx.jabber.org/streams' id='x' from='d'>";
@@ -37,13 +38,3 @@ fuzz_target!(|data: &[u8]| {
         ),
     }
 });
-
-/// The stanzas of `rest` as minidom's parser reads them inside a stream root.
-fn read_by_minidom(rest: &str) -> Result<Vec<Element>, minidom::Error> {
-    let root: Element = format!(
-        "<stream:stream xmlns='jabber:component:accept' \
-         xmlns:stream='http://etherx.jabber.org/streams'>{rest}</stream:stream>"
-    )
-    .parse()?;
-    Ok(root.children().cloned().collect())
-}
