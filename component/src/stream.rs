@@ -274,11 +274,11 @@ impl StreamReader {
 
     /// The element a start tag opens; its namespace declarations stay in scope.
     fn element(&mut self, name: &str, tag: BytesStart<'_>) -> Result<Element, Error> {
-        // Declarations apply to the whole tag, so other attributes wait for them.
-        let mut attrs = Vec::with_capacity(8);
         if !values_are_followed_by_space(tag.attributes_raw()) {
             return Err(malformed("no space between attributes"));
         }
+        // Declarations apply to the whole tag, so other attributes wait for them.
+        let mut attrs = Vec::with_capacity(8);
         let declared_before = self.bindings.len();
         // Repeated attributes are found below by their expanded names (a stricter test
         // than quick-xml's by qualified name), and repeated declarations by `declare`.
@@ -428,7 +428,9 @@ impl StreamReader {
         }
         self.count(take)?;
         let raw = &raw[..take];
-        if memmem::find(raw, b"]]>").is_some() {
+        // `]]>` may not appear in text (XML 1.0 §2.4). Found from its `>`, which is rare
+        // in text, rather than with a substring searcher built for every text.
+        if memchr::memchr_iter(b'>', raw).any(|at| at >= 2 && raw[at - 2..at] == *b"]]") {
             return Err(malformed("']]>' in text"));
         }
         let text = normalize_line_ends(utf8(raw)?);
