@@ -116,9 +116,9 @@ struct PlainChat {
 }
 
 impl PlainChat {
-    /// The message as most arrive: type chat or normal (or none), `from` and `to` valid
-    /// JIDs, one body and at most one subject, neither with attributes (so no `xml:lang`
-    /// to choose between). Read straight from the element, because
+    /// The message as most arrive: type chat or normal (or none), a `from` (checked as a
+    /// JID where `forward_chat` maps it, its one use here) and a valid `to`, one body and
+    /// at most one subject, neither with attributes (so no `xml:lang` to choose between). Read straight from the element, because
     /// `Message::try_from` goes through XML events and cost 17,000 instructions a
     /// message; any other message (errors, groupchat, several languages, no body) is left
     /// to it.
@@ -128,12 +128,6 @@ impl PlainChat {
         {
             return None;
         }
-        let jid = |name: &str| {
-            stanza
-                .attr(name)
-                .filter(|v| PlainJid::parse(v).is_some() || Jid::new(v).is_ok())
-                .map(str::to_owned)
-        };
         let (mut body, mut subject) = (None, None);
         for child in stanza.children() {
             let slot = if child.is("body", xmpp_parsers::ns::DEFAULT_NS) {
@@ -149,8 +143,11 @@ impl PlainChat {
             *slot = Some(child.text());
         }
         Some(Self {
-            sender: jid("from")?,
-            to: jid("to")?,
+            sender: stanza.attr("from")?.to_owned(),
+            to: stanza
+                .attr("to")
+                .filter(|to| PlainJid::parse(to).is_some() || Jid::new(to).is_ok())?
+                .to_owned(),
             id: stanza.attr("id").map(|id| Id(id.to_owned())),
             body: body?,
             subject,
@@ -403,18 +400,9 @@ impl Gateway {
         chat: PlainChat,
         account: &Account,
     ) -> Result<(), (DefinedCondition, String)> {
-        let rules = &self.settings.rules;
-        let from_uri = match PlainJid::parse(&chat.sender) {
-            Some(plain) => rules.contact_parts_to_sip(plain.node, plain.domain),
-            None => match Jid::new(&chat.sender) {
-                Ok(jid) => rules.contact_to_sip(&jid.to_bare()),
-                Err(e) => return Err((DefinedCondition::JidMalformed, e.to_string())),
-            },
-        };
-        let from_uri = match from_uri {
-            Ok(uri) => Uri::Sip(uri),
-            Err(e) => return Err((DefinedCondition::JidMalformed, e.to_string())),
-        };
+        let from_uri = self
+            .contact_uri(&chat.sender)
+            .map_err(|e| (DefinedCondition::JidMalformed, e))?;
         let Some(to_uri) = self.user_uri(account).cloned() else {
             let text = format!(
                 "the gateway user's SIP address {} is invalid",
@@ -439,6 +427,21 @@ impl Gateway {
             token: Some(Token::Message(token)),
         });
         Ok(())
+    }
+
+    /// The SIP address an XMPP sender is seen under (`Err`: the reason it has none). This
+    /// is also where the sender's JID is checked: the JID parser runs only for one that is
+    /// not plain.
+    fn contact_uri(&self, sender: &str) -> Result<Uri, String> {
+        let rules = &self.settings.rules;
+        let uri = match PlainJid::parse(sender) {
+            Some(plain) => rules.contact_parts_to_sip(plain.node, plain.domain),
+            None => {
+                let jid = Jid::new(sender).map_err(|e| e.to_string())?;
+                rules.contact_to_sip(&jid.to_bare())
+            }
+        };
+        uri.map(Uri::Sip).map_err(|e| e.to_string())
     }
 
     /// An XMPP error reply to a stanza sent for a SIP user: an ERROR notice to that user.
@@ -973,6 +976,16 @@ mod tests {
         let mut chat_state = Message::try_from(xmpp_fixture("chat-to-alice.xml")).unwrap();
         chat_state.bodies.clear();
         gw.handle_stanza(now, chat_state.into(), Some(&alice()));
+        assert!(drain(&mut gw).is_empty());
+    }
+
+    #[test]
+    fn a_chat_from_no_jid_is_dropped() {
+        let now = Instant::now();
+        let mut gw = up(now);
+        let xml = "<message xmlns='jabber:component:accept' from='@x.test' \
+                   to='alice@sip.x.com' type='chat'><body>hi</body></message>";
+        gw.handle_stanza(now, xml.parse().unwrap(), Some(&alice()));
         assert!(drain(&mut gw).is_empty());
     }
 
