@@ -116,7 +116,9 @@ fn write_plain(el: &Element, parent_ns: Option<&str>, out: &mut Vec<u8>) -> Opti
     Some(())
 }
 
-fn plain_name(name: &str) -> bool {
+/// A name of the common ASCII form (letters, digits, `-`, `_` and `.`, not starting with
+/// a digit, `-` or `.`): a valid NCName, known without rxml's character tables.
+pub(crate) fn plain_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with(['-', '.'])
         && !name.starts_with(|c: char| c.is_ascii_digit())

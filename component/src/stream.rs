@@ -35,6 +35,7 @@ use quick_xml::events::BytesStart;
 use xmpp_parsers::ns;
 
 use crate::Error;
+use crate::stanza::plain_name;
 
 /// The namespace the `xml` prefix is bound to (Namespaces in XML 1.0 §3).
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
@@ -607,7 +608,7 @@ fn split_qname(name: &str) -> Result<(Option<&str>, &str), Error> {
         None => (None, name),
     };
     for part in prefix.into_iter().chain([local]) {
-        if !is_ascii_ncname(part) {
+        if !plain_name(part) {
             minidom::rxml::strings::validate_ncname(part)
                 .map_err(|_| malformed("not a valid XML name"))?;
         }
@@ -630,18 +631,6 @@ fn values_are_followed_by_space(bytes: &[u8]) -> bool {
         }
     }
     true
-}
-
-/// The common case of a valid NCName, checked without rxml's tables: ASCII letters,
-/// digits, `-`, `_` and `.`, not starting with a digit, `-` or `.`.
-fn is_ascii_ncname(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    bytes
-        .first()
-        .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_')
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
 }
 
 fn is_xml_space(c: char) -> bool {
