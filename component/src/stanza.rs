@@ -49,15 +49,10 @@ pub(crate) fn encode_outgoing(stanza: &Element, domain: &str) -> Result<Vec<u8>,
 
 /// Whether every text and attribute value of the tree holds only XML characters.
 fn xml_chars_only(el: &Element) -> bool {
-    let mut scratch = Vec::new();
-    let mut ok = |text: &str| {
-        scratch.clear();
-        escape_into(text, false, &mut scratch).is_some()
-    };
-    el.attrs().into_iter().all(|(_, value)| ok(value))
+    el.attrs().into_iter().all(|(_, value)| is_xml_text(value))
         && el.nodes().all(|node| match node {
             minidom::Node::Element(child) => xml_chars_only(child),
-            minidom::Node::Text(text) => ok(text),
+            minidom::Node::Text(text) => is_xml_text(text),
         })
 }
 
@@ -154,6 +149,21 @@ const fn plain_bytes(attribute: bool) -> [bool; 256] {
         plain[b'\n' as usize] = true;
     }
     plain
+}
+
+/// Whether `text` holds only XML characters (XML 1.0 §2.2): no control character but tab,
+/// line feed and carriage return, and neither U+FFFE nor U+FFFF. [`escape_into`] refuses
+/// the same as it writes; the stream reader checks what it reads with this.
+pub(crate) fn is_xml_text(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    // Most text has neither a control byte nor 0xEF, the lead byte of U+FFFE and U+FFFF.
+    if bytes.iter().all(|&b| b >= 0x20 && b != 0xef) {
+        return true;
+    }
+    !bytes
+        .iter()
+        .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'))
+        && !text.contains(['\u{fffe}', '\u{ffff}'])
 }
 
 /// Escapes text or an attribute value (quoted with `'`) as rxml does; `None` for a
@@ -403,6 +413,21 @@ mod tests {
         assert!(escape_into("bell \u{7}", false, &mut out).is_none());
         assert!(escape_into("\u{fffe}", false, &mut out).is_none());
         assert!(escape_into("\u{fffd}", false, &mut out).is_some());
+        // The check and the writer refuse the same characters.
+        for text in [
+            "plain",
+            "tab\t lf\n cr\r",
+            "bell \u{7}",
+            "nul \0",
+            "esc \u{1b}",
+            "\u{fffe}",
+            "\u{ffff}",
+            "\u{fffd} \u{efbf}",
+            "caf\u{e9}",
+        ] {
+            let written = escape_into(text, false, &mut out).is_some();
+            assert_eq!(is_xml_text(text), written, "{text:?}");
+        }
     }
 
     #[test]

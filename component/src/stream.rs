@@ -35,7 +35,7 @@ use quick_xml::events::BytesStart;
 use xmpp_parsers::ns;
 
 use crate::Error;
-use crate::stanza::plain_name;
+use crate::stanza::{is_xml_text, plain_name};
 
 /// The namespace the `xml` prefix is bound to (Namespaces in XML 1.0 §3).
 const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
@@ -584,18 +584,9 @@ fn normalize_line_ends(text: &str) -> Cow<'_, str> {
     Cow::Owned(text.replace("\r\n", "\n").replace('\r', "\n"))
 }
 
-/// Refuses the control characters XML 1.0 §2.2 leaves out (tab, line feed and carriage
-/// return are allowed), and the noncharacters U+FFFE and U+FFFF.
+/// Refuses text with a character XML does not allow ([`is_xml_text`]).
 fn check_chars(text: &str) -> Result<(), Error> {
-    let bytes = text.as_bytes();
-    // Most text has neither a control byte nor 0xEF, the lead byte of U+FFFE and U+FFFF.
-    if bytes.iter().all(|&b| b >= 0x20 && b != 0xef) {
-        return Ok(());
-    }
-    let bad_control = bytes
-        .iter()
-        .any(|&b| b < 0x20 && !matches!(b, b'\t' | b'\n' | b'\r'));
-    if bad_control || text.contains(['\u{fffe}', '\u{ffff}']) {
+    if !is_xml_text(text) {
         return Err(malformed("a character XML does not allow"));
     }
     Ok(())
