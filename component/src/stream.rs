@@ -233,10 +233,7 @@ impl StreamReader {
         if memchr(b'<', inner.as_bytes()).is_some() {
             return Err(malformed("'<' inside a tag"));
         }
-        let name_len = inner
-            .bytes()
-            .position(|b| is_xml_space(char::from(b)))
-            .unwrap_or(inner.len());
+        let name_len = inner.bytes().position(is_xml_space).unwrap_or(inner.len());
         let name = &inner[..name_len];
         let bindings_before = self.bindings.len();
         let element = self.element(name, BytesStart::from_content(inner, name_len))?;
@@ -371,7 +368,13 @@ impl StreamReader {
     /// `</…>` without `</` and `>`.
     fn end_tag(&mut self, name: &[u8], out: &mut VecDeque<StreamEvent>) -> Result<(), Error> {
         self.count(name.len() + 3)?;
-        let name = utf8(name)?.trim_end_matches(is_xml_space);
+        // Whitespace may follow the name (XML 1.0 §3.1), but no form feed, which
+        // `trim_ascii_end` would take too.
+        let len = name
+            .iter()
+            .rposition(|&b| !is_xml_space(b))
+            .map_or(0, |i| i + 1);
+        let name = utf8(&name[..len])?;
         if self.state == State::Prolog {
             return Err(malformed("an end tag before the root element"));
         }
@@ -413,7 +416,7 @@ impl StreamReader {
         if self.open.is_empty() {
             // Between stanzas only whitespace keepalives may come (RFC 6120 §4.6.1), and
             // they are dropped; before the root, text is not XML at all.
-            if !raw.iter().all(|b| is_xml_space(char::from(*b))) {
+            if !raw.iter().copied().all(is_xml_space) {
                 return Err(malformed("text outside a stanza"));
             }
             self.pending = 0;
@@ -476,7 +479,7 @@ impl StreamReader {
     fn instruction(&mut self, raw: &[u8]) -> Result<(), Error> {
         self.count(raw.len())?;
         let declaration =
-            raw.starts_with(b"<?xml") && raw.get(5).is_some_and(|b| is_xml_space(char::from(*b)));
+            raw.starts_with(b"<?xml") && raw.get(5).copied().is_some_and(is_xml_space);
         if self.state != State::Prolog || !declaration {
             return Err(malformed("processing instructions are not allowed in XMPP"));
         }
@@ -617,15 +620,16 @@ fn values_are_followed_by_space(bytes: &[u8]) -> bool {
             return true; // quick-xml reports the unclosed value
         };
         at += open + close + 2;
-        if bytes.get(at).is_some_and(|b| !is_xml_space(char::from(*b))) {
+        if bytes.get(at).is_some_and(|&b| !is_xml_space(b)) {
             return false;
         }
     }
     true
 }
 
-fn is_xml_space(c: char) -> bool {
-    matches!(c, ' ' | '\t' | '\r' | '\n')
+/// XML's whitespace (XML 1.0 §2.3 `S`).
+fn is_xml_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, Error> {
@@ -899,6 +903,7 @@ mod tests {
         "<message xmlns:p='urn:a' xmlns:p='urn:b'/>",
         "<message a:b:c='1' xmlns:a='urn:a'/>",
         "<message>\u{fffe}</message>",
+        "<message></message\u{c}>",
     ];
 
     /// The stanzas of `doc` as our reader reads it fed in random pieces.
