@@ -31,6 +31,7 @@ use std::collections::{HashMap, HashSet};
 
 use jid::{BareJid, FullJid, Jid};
 use minidom::Element;
+use sipjab_component::Envelope;
 use sipjab_db::{Account, Direction, Room, RoomState, SipSubscription, Store};
 use sipjab_sip::{Rejection, Request, Response, Uri};
 use xmpp_parsers::iq::Iq;
@@ -400,12 +401,13 @@ impl Conferences {
     /// message from a full JID that is in a room this instance knows or carries MUC markup (a
     /// private message). Plain chat from contacts goes on to the message gateway untouched.
     pub fn may_be_from_room(&self, stanza: &Element) -> bool {
-        match stanza.attr("type") {
+        let envelope = Envelope::of(stanza);
+        match envelope.kind {
             Some("groupchat") => return true,
             Some("error" | "headline") => return false,
             _ => {}
         }
-        let Some((bare, _)) = stanza.attr("from").and_then(|f| f.split_once('/')) else {
+        let Some((bare, _)) = envelope.from.and_then(|f| f.split_once('/')) else {
             return false;
         };
         // With no room or service known here, no JID needs parsing (plain chat, every time).

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use jid::Jid;
 use minidom::Element;
-use sipjab_component::PlainJid;
+use sipjab_component::{ChatKind, ChatMessage, Envelope, PlainJid};
 use sipjab_db::{Account, Room};
 use sipjab_sip::{Rejection, Request, Uri};
 use xmpp_parsers::iq::Iq;
@@ -32,7 +32,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 use crate::address::{AddressRules, XmppTarget};
 use crate::error_map::{condition_for_status, condition_name, error_type};
 use crate::sent_log::{SentForSip, SentLog};
-use crate::sip_to_xmpp::{Kind, chat_stanza, destination, message_text, reject};
+use crate::sip_to_xmpp::{destination, message_text, reject};
 use crate::xmpp_to_sip::{first_line, message_request};
 
 /// Where a SIP MESSAGE goes: the destination as the user wrote it, and what it names.
@@ -72,6 +72,8 @@ pub struct Settings {
 pub enum Output {
     /// Send a stanza on the component link.
     Stanza(Element),
+    /// Send the chat message a SIP MESSAGE became ([`ChatMessage`]: written without a tree).
+    Chat(ChatMessage),
     /// Send a SIP request in a new client transaction; report its final status with
     /// [`Gateway::handle_sip_result`] when `token` is set.
     Sip {
@@ -88,8 +90,34 @@ pub enum Output {
 #[derive(Debug)]
 struct Queued {
     at: Instant,
-    stanza: Element,
+    stanza: Stanza,
     sent: Option<(u64, SentForSip)>,
+}
+
+/// A stanza for the component link: a chat message from SIP, or any other as a tree.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stanza {
+    /// Any stanza.
+    Tree(Element),
+    /// A chat message from a SIP user.
+    Chat(ChatMessage),
+}
+
+impl Stanza {
+    fn id(&self) -> Option<&str> {
+        match self {
+            Self::Tree(el) => el.attr("id"),
+            Self::Chat(chat) => Some(&chat.id),
+        }
+    }
+
+    /// What the driver does to send it.
+    fn into_output(self) -> Output {
+        match self {
+            Self::Tree(el) => Output::Stanza(el),
+            Self::Chat(chat) => Output::Chat(chat),
+        }
+    }
 }
 
 /// A MESSAGE sent for an XMPP user, awaiting its final answer.
@@ -123,8 +151,9 @@ impl PlainChat {
     /// message; any other message (errors, groupchat, several languages, no body) is left
     /// to it.
     fn read(stanza: &Element) -> Option<Self> {
+        let envelope = Envelope::of(stanza);
         if !stanza.is("message", xmpp_parsers::ns::DEFAULT_NS)
-            || !matches!(stanza.attr("type"), None | Some("chat" | "normal"))
+            || !matches!(envelope.kind, None | Some("chat" | "normal"))
         {
             return None;
         }
@@ -143,12 +172,12 @@ impl PlainChat {
             *slot = Some(child.text());
         }
         Some(Self {
-            sender: stanza.attr("from")?.to_owned(),
-            to: stanza
-                .attr("to")
+            sender: envelope.from?.to_owned(),
+            to: envelope
+                .to
                 .filter(|to| PlainJid::parse(to).is_some() || Jid::new(to).is_ok())?
                 .to_owned(),
-            id: stanza.attr("id").map(|id| Id(id.to_owned())),
+            id: envelope.id.map(|id| Id(id.to_owned())),
             body: body?,
             subject,
         })
@@ -167,6 +196,8 @@ pub struct Gateway {
     outputs: VecDeque<Output>,
     counter: u64,
     nonce: u32,
+    /// `sipjab-<nonce>-`, the start of every stanza id (see `next_id`).
+    id_prefix: String,
     /// Users' JIDs already made from their `jab_id` (escaped and checked, which costs about
     /// as much as parsing a MESSAGE's From): the same users send message after message.
     user_jids: UserCache<Jid>,
@@ -202,6 +233,7 @@ impl Gateway {
     /// A gateway whose link is down until [`Gateway::handle_link_up`]. It takes the memory
     /// of its sent-stanza log ([`crate::sent_log::LOG_BYTES`]) at once.
     pub fn new(now: Instant, settings: Settings) -> Self {
+        let nonce = fastrand::u32(..);
         Self {
             settings,
             link_up: false,
@@ -210,7 +242,8 @@ impl Gateway {
             sent_for_xmpp: HashMap::new(),
             outputs: VecDeque::new(),
             counter: 0,
-            nonce: fastrand::u32(..),
+            nonce,
+            id_prefix: format!("sipjab-{nonce:08x}-"),
             user_jids: UserCache::default(),
             user_uris: UserCache::default(),
         }
@@ -290,7 +323,7 @@ impl Gateway {
             return Err(reject(403, "Forbidden (no gateway account for the sender)"));
         };
         let (to_jid, kind) = match target {
-            XmppTarget::Contact(jid) => (Jid::from(jid), Kind::Chat),
+            XmppTarget::Contact(jid) => (Jid::from(jid), ChatKind::Chat),
             XmppTarget::Conference { room, nick } => {
                 let Some(member) = membership else {
                     if let Ok(user) = Uri::parse(&account.sip_id) {
@@ -307,9 +340,9 @@ impl Gateway {
                         let occupant = room.with_resource_str(&nick).map_err(|_| {
                             reject(400, "Bad Request (not a valid nick for the room)")
                         })?;
-                        (Jid::from(occupant), Kind::Private)
+                        (Jid::from(occupant), ChatKind::Private)
                     }
-                    _ => (Jid::from(room), Kind::Groupchat),
+                    _ => (Jid::from(room), ChatKind::Groupchat),
                 }
             }
         };
@@ -331,14 +364,21 @@ impl Gateway {
             first_line: first_line(&text.body),
         };
         let (key, id) = self.next_id();
-        let stanza = chat_stanza(&from_jid, &to_jid, id, text, kind);
+        let chat = ChatMessage {
+            from: from_jid,
+            to: to_jid,
+            id,
+            kind,
+            body: text.body,
+            subject: text.subject,
+        };
         if self.link_up {
             self.sent_for_sip.remember(now, key, &sent);
-            self.outputs.push_back(Output::Stanza(stanza));
+            self.outputs.push_back(Output::Chat(chat));
         } else {
             self.queue.push_back(Queued {
                 at: now,
-                stanza,
+                stanza: Stanza::Chat(chat),
                 sent: Some((key, sent)),
             });
         }
@@ -517,7 +557,7 @@ impl Gateway {
             if let Some((key, sent)) = q.sent {
                 self.sent_for_sip.remember(now, key, &sent);
             }
-            self.outputs.push_back(Output::Stanza(q.stanza));
+            self.outputs.push_back(q.stanza.into_output());
         }
     }
 
@@ -528,10 +568,10 @@ impl Gateway {
 
     /// The link refused a stanza the gateway had handed out: it is down, and the stanza
     /// goes to the head of the queue (it is older than anything queued after it).
-    pub fn handle_send_failed(&mut self, now: Instant, stanza: Element) {
+    pub fn handle_send_failed(&mut self, now: Instant, stanza: Stanza) {
         self.link_up = false;
         let sent = stanza
-            .attr("id")
+            .id()
             .and_then(|id| self.sent_key(id))
             .and_then(|key| Some((key, self.sent_for_sip.take(now, key)?)));
         self.queue.push_front(Queued {
@@ -604,7 +644,22 @@ impl Gateway {
     /// A fresh stanza id, `sipjab-<nonce>-<n>`, with its number `n`.
     fn next_id(&mut self) -> (u64, String) {
         self.counter += 1;
-        let id = format!("sipjab-{:08x}-{}", self.nonce, self.counter);
+        // The prefix copied and the number written by hand: `format!` cost about 1,700
+        // instructions, on every message.
+        let mut id = String::with_capacity(self.id_prefix.len() + 20);
+        id.push_str(&self.id_prefix);
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        let mut n = self.counter;
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        id.extend(digits[at..].iter().map(|&d| char::from(d)));
         (self.counter, id)
     }
 
@@ -720,6 +775,18 @@ mod tests {
         std::iter::from_fn(|| gw.poll_output()).collect()
     }
 
+    #[test]
+    fn stanza_ids_carry_their_number_back() {
+        let mut gw = Gateway::new(Instant::now(), settings());
+        for counter in [0, 8, 9, 99, u64::MAX - 1] {
+            gw.counter = counter;
+            let (n, id) = gw.next_id();
+            assert_eq!(id, format!("sipjab-{:08x}-{n}", gw.nonce));
+            assert_eq!(gw.sent_key(&id), Some(n));
+        }
+        assert_eq!(gw.sent_key("sipjab-0-1"), None);
+    }
+
     fn up(now: Instant) -> Gateway {
         let mut gw = Gateway::new(now, settings());
         gw.handle_link_up(now);
@@ -731,6 +798,7 @@ mod tests {
             .into_iter()
             .map(|o| match o {
                 Output::Stanza(el) => Message::try_from(el).unwrap(),
+                Output::Chat(chat) => Message::try_from(chat.to_element()).unwrap(),
                 other => panic!("expected a stanza, got {other:?}"),
             })
             .collect()

@@ -1138,6 +1138,7 @@ pub(crate) mod tests {
                 }
                 Output::Sip { request, .. } => request.method.to_string(),
                 Output::Offline(_) => "offline".to_owned(),
+                Output::Chat(_) => "chat".to_owned(),
             })
             .collect()
     }

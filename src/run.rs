@@ -31,7 +31,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use sipjab_component::{ComponentConfig, ComponentLink, Element, LinkEvent, StanzaSender};
+use sipjab_component::{ComponentConfig, ComponentLink, LinkEvent, StanzaSender};
 use sipjab_db::{DbUrl, Store};
 use sipjab_sip::locate::{DEFAULT_PORT, Destination, DnsLookup};
 use sipjab_sip::transport::{Incoming, SipTransport, TransportConfig};
@@ -47,7 +47,7 @@ use crate::address::XmppTarget;
 use crate::commands::{self, Command};
 use crate::conference::{ConferenceSettings, Conferences, subscribe_notify};
 use crate::config::{Config, Proxy};
-use crate::gateway::{Gateway, Output, Settings, Token};
+use crate::gateway::{Gateway, Output, Settings, Stanza, Token};
 use crate::presence::{PresenceSettings, Presences, presence_expiry};
 use crate::registrations::{Register, Registered, Registrations, addressee};
 use crate::sip_to_xmpp::{ACCEPTED_TYPES, destination, reject};
@@ -822,7 +822,8 @@ impl Driver {
 
     async fn carry_out_one(&mut self, out: Output) {
         match out {
-            Output::Stanza(stanza) => self.send_stanza(stanza),
+            Output::Stanza(stanza) => self.send_stanza(Stanza::Tree(stanza)),
+            Output::Chat(chat) => self.send_stanza(Stanza::Chat(chat)),
             Output::Sip { request, token } => self.send_request(request, token).await,
             Output::Offline(account) => {
                 let result = self.conferences.leave_all(unix_now(), &account).await;
@@ -865,8 +866,12 @@ impl Driver {
         self.carry_out_presence(result);
     }
 
-    fn send_stanza(&mut self, stanza: Element) {
-        if let Err(e) = self.sender.send_element(&stanza) {
+    fn send_stanza(&mut self, stanza: Stanza) {
+        let sent = match &stanza {
+            Stanza::Tree(el) => self.sender.send_element(el),
+            Stanza::Chat(chat) => self.sender.send_chat(chat),
+        };
+        if let Err(e) = sent {
             if e.is_bad_stanza() {
                 warn!(error = %e, "dropping a stanza the link refused");
             } else {

@@ -10,10 +10,7 @@
 //!   `<subject/>`.
 
 use encoding_rs::Encoding;
-use minidom::Element;
-use minidom::rxml::NcName;
 use sipjab_sip::{MediaType, Rejection, Request, SipUri, StatusCode, Uri};
-use xmpp_parsers::ns;
 
 use crate::address::{AddressRules, XmppTarget};
 
@@ -171,51 +168,6 @@ pub fn xml_safe(text: &str) -> String {
         .collect()
 }
 
-/// How a SIP user's message is typed on the XMPP side.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// One-to-one chat.
-    Chat,
-    /// To a MUC room (XEP-0045 §7.4).
-    Groupchat,
-    /// To one occupant of a room (XEP-0045 §7.5): chat marked with
-    /// `<x xmlns='http://jabber.org/protocol/muc#user'/>`.
-    Private,
-}
-
-/// The message stanza from a gateway user's JID.
-pub fn chat_stanza(from: &jid::Jid, to: &jid::Jid, id: String, text: Text, kind: Kind) -> Element {
-    // Built directly rather than through `xmpp_parsers::message::Message`: its conversion
-    // to an element goes through XML events and costs several times this on every message.
-    let child = |name: &str, text: String| Element::builder(name, ns::DEFAULT_NS).append(text);
-    let mut msg = Element::builder("message", ns::DEFAULT_NS)
-        .attr(attr("from"), from.as_str())
-        .attr(attr("to"), to.as_str())
-        .attr(attr("id"), id)
-        .attr(
-            attr("type"),
-            if kind == Kind::Groupchat {
-                "groupchat"
-            } else {
-                "chat"
-            },
-        )
-        .append(child("body", text.body));
-    if let Some(subject) = text.subject {
-        msg = msg.append(child("subject", subject));
-    }
-    if kind == Kind::Private {
-        msg = msg.append(Element::builder("x", ns::MUC_USER));
-    }
-    msg.build()
-}
-
-/// An attribute name of this module's own: a literal, so always valid.
-fn attr(name: &'static str) -> NcName {
-    #[allow(clippy::expect_used, reason = "only called with literal, valid names")]
-    NcName::try_from(name).expect("a valid attribute name")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,30 +181,6 @@ mod tests {
             req.body = body.to_vec();
         }
         req
-    }
-
-    #[test]
-    fn chat_stanza_is_what_xmpp_parsers_would_build() {
-        use xmpp_parsers::message::{Id, Lang, Message};
-        let from = jid::Jid::new("alice@sip.x.com").unwrap();
-        let to = jid::Jid::new("romeo@montague.lit").unwrap();
-        for subject in [None, Some("s <&>".to_owned())] {
-            let text = Text {
-                body: "b <&> 'q'".into(),
-                subject: subject.clone(),
-            };
-            let mut msg = Message::chat(Some(to.clone()));
-            msg.from = Some(from.clone());
-            msg.id = Some(Id("i1".into()));
-            msg.bodies.insert(Lang::new(), text.body.clone());
-            if let Some(subject) = subject {
-                msg.subjects.insert(Lang::new(), subject);
-            }
-            assert_eq!(
-                chat_stanza(&from, &to, "i1".into(), text, Kind::Chat),
-                Element::from(msg)
-            );
-        }
     }
 
     fn text(content_type: Option<&str>, body: &[u8]) -> Result<String, u16> {

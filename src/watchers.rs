@@ -537,7 +537,7 @@ mod tests {
         out.iter()
             .filter_map(|o| match o {
                 Output::Sip { request, token } => Some((request, *token)),
-                Output::Stanza(_) | Output::Offline(_) => None,
+                Output::Stanza(_) | Output::Chat(_) | Output::Offline(_) => None,
             })
             .collect()
     }

@@ -68,14 +68,18 @@
 //! ```
 
 mod backoff;
+mod chat;
 mod config;
+mod envelope;
 mod error;
 mod link;
 mod plain_jid;
 mod stanza;
 mod stream;
 
+pub use chat::{ChatKind, ChatMessage};
 pub use config::ComponentConfig;
+pub use envelope::Envelope;
 pub use error::Error;
 pub use link::{ComponentLink, Connect, LinkEvent, StanzaSender, TcpConnector};
 /// The stanza tree type of [`LinkEvent::Stanza`] and [`StanzaSender::send`].

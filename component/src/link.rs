@@ -21,7 +21,7 @@ use xmpp_parsers::stream_error::DefinedCondition;
 use crate::backoff::Backoff;
 use crate::stanza::{Incoming, LocalInfo, encode_outgoing, is_handshake_ok, parse_stream_error};
 use crate::stream::{self, StreamEvent, StreamReader};
-use crate::{ComponentConfig, Error};
+use crate::{ChatMessage, ComponentConfig, Error};
 
 /// How long `shutdown` waits for the server's `</stream:stream>` after sending ours.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -116,7 +116,15 @@ impl StanzaSender {
     /// [`StanzaSender::send`] that leaves the stanza with the caller, who can queue it again
     /// if the link turns out to be down, without copying every stanza to that end.
     pub fn send_element(&self, stanza: &Element) -> Result<(), Error> {
-        let bytes = encode_outgoing(stanza, &self.domain)?;
+        self.hand_over(encode_outgoing(stanza, &self.domain)?)
+    }
+
+    /// [`StanzaSender::send_element`] for a chat message, written without a tree.
+    pub fn send_chat(&self, chat: &ChatMessage) -> Result<(), Error> {
+        self.hand_over(chat.encode(&self.domain)?)
+    }
+
+    fn hand_over(&self, bytes: Vec<u8>) -> Result<(), Error> {
         match &*self.live.borrow() {
             Some(tx) => tx.try_send(bytes).map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => Error::QueueFull,

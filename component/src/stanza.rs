@@ -168,7 +168,7 @@ pub(crate) fn is_xml_text(text: &str) -> bool {
 
 /// Escapes text or an attribute value (quoted with `'`) as rxml does; `None` for a
 /// character XML cannot carry.
-fn escape_into(text: &str, attribute: bool, out: &mut Vec<u8>) -> Option<()> {
+pub(crate) fn escape_into(text: &str, attribute: bool, out: &mut Vec<u8>) -> Option<()> {
     let bytes = text.as_bytes();
     let plain = if attribute {
         &PLAIN_IN_ATTRIBUTE
