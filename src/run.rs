@@ -421,7 +421,13 @@ impl Driver {
         while let Some(out) = self.gateway.poll_output() {
             self.carry_out_one(out).await;
         }
-        match self.table.send_response(id, &req, &resp, now) {
+        let sent = match &resp {
+            Answer::Plain(status, reason) => {
+                self.table.send_plain_answer(id, &req, *status, reason, now)
+            }
+            Answer::Full(resp) => self.table.send_response(id, &req, resp, now),
+        };
+        match sent {
             Ok(answer) if req.method == Method::Message && self.pending.is_empty() => {
                 if let Err(full) = self.answers.try_send(answer) {
                     let (target, bytes) = full.into_inner();
@@ -434,28 +440,28 @@ impl Driver {
     }
 
     /// The final response to a new, trusted request.
-    async fn respond(&mut self, now: Instant, req: &Request) -> Response {
+    async fn respond(&mut self, now: Instant, req: &Request) -> Answer {
         if let Err(rejection) = check_request(req) {
-            return rejection.to_response(req);
+            return rejection.to_response(req).into();
         }
         match req.method {
             Method::Message => {
                 let sender = match self.sender_account(now, req).await {
                     Ok(sender) => sender,
-                    Err(resp) => return resp,
+                    Err(resp) => return resp.into(),
                 };
                 if let Some(command) = self.command_in(req) {
-                    return self.command(req, sender.as_ref(), &command).await;
+                    return self.command(req, sender.as_ref(), &command).await.into();
                 }
                 let route = match self.gateway.route(req) {
                     Ok(route) => route,
-                    Err(rejection) => return rejection.to_response(req),
+                    Err(rejection) => return rejection.to_response(req).into(),
                 };
                 let membership = match (&route.target, &sender) {
                     (XmppTarget::Conference { room, .. }, Some(account)) => {
                         match self.conferences.membership(account, room).await {
                             Ok(membership) => membership,
-                            Err(e) => return e.rejection().to_response(req),
+                            Err(e) => return e.rejection().to_response(req).into(),
                         }
                     }
                     _ => None,
@@ -472,29 +478,29 @@ impl Driver {
                             let result = self.presences.handle_activity(unix_now(), account).await;
                             self.carry_out_presence(result);
                         }
-                        Response::for_request(req, StatusCode::ACCEPTED, "Accepted")
+                        Answer::Plain(StatusCode::ACCEPTED, "Accepted")
                     }
-                    Err(rejection) => rejection.to_response(req),
+                    Err(rejection) => rejection.to_response(req).into(),
                 }
             }
             // Without a To address of record; the others go to `registrations`.
-            Method::Register => {
-                reject(400, "Bad Request (To is not a SIP address of record)").to_response(req)
-            }
-            Method::Subscribe => self.subscribe(now, req).await,
-            Method::Publish => self.publish(now, req).await,
+            Method::Register => reject(400, "Bad Request (To is not a SIP address of record)")
+                .to_response(req)
+                .into(),
+            Method::Subscribe => self.subscribe(now, req).await.into(),
+            Method::Publish => self.publish(now, req).await.into(),
             // The gateway subscribes to nobody yet, so no NOTIFY matches (RFC 6665 §4.1.3).
-            Method::Notify => self.notify(req).await,
+            Method::Notify => self.notify(req).await.into(),
             Method::Options => {
                 let mut resp = Response::for_request(req, StatusCode::OK, "OK");
                 resp.headers.push("Allow", ALLOW);
                 resp.headers.push("Accept", ACCEPTED_TYPES);
-                resp
+                resp.into()
             }
             _ => {
                 let mut resp = reject(405, "Method Not Allowed").to_response(req);
                 resp.headers.push("Allow", ALLOW);
-                resp
+                resp.into()
             }
         }
     }
@@ -1024,6 +1030,22 @@ impl Driver {
         if let Err(e) = self.transport.send_response(resp, source).await {
             warn!(peer = %source.addr, error = %e, "SIP send failed");
         }
+    }
+}
+
+/// The final answer to a new request. The 202 to a MESSAGE, nearly every answer the
+/// gateway sends, is plain: the transaction table writes it straight from the request
+/// ([`TransactionTable::send_plain_answer`]).
+enum Answer {
+    /// `Response::for_request` and nothing more.
+    Plain(StatusCode, &'static str),
+    /// Any other response.
+    Full(Response),
+}
+
+impl From<Response> for Answer {
+    fn from(resp: Response) -> Self {
+        Self::Full(resp)
     }
 }
 

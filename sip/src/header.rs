@@ -303,6 +303,14 @@ impl Headers {
         }
     }
 
+    /// The bytes the lines take on the wire (`Name: value` and CRLF each).
+    pub(crate) fn wire_len(&self) -> usize {
+        self.lines
+            .iter()
+            .map(|h| h.name.len() + h.value.len() + 4)
+            .sum()
+    }
+
     /// The lines, to change; what was parsed from them is forgotten.
     fn lines_mut(&mut self) -> &mut Vec<Header> {
         self.parsed = OnceLock::new();

@@ -346,8 +346,7 @@ impl Response {
     pub fn to_bytes(&self) -> Vec<u8> {
         // Written piece by piece: every request gets one, and the formatter costs more
         // than the rest of the line.
-        let code = self.status.as_u16();
-        let digits = [100, 10, 1].map(|d| b'0' + (code / d % 10) as u8);
+        let digits = status_digits(self.status);
         let line: [&[u8]; 5] = [
             self.version.as_str().as_bytes(),
             b" ",
@@ -357,6 +356,37 @@ impl Response {
         ];
         serialize(&line, &self.headers, &self.body)
     }
+
+    /// The wire form of [`Response::for_request`]`(req, status, reason)`, written straight
+    /// from the request: every MESSAGE gets such an answer (its 202), and building the
+    /// response first cost seven allocations and as many instructions as parsing a header.
+    pub fn plain_answer_bytes(req: &Request, status: StatusCode, reason: &str) -> Vec<u8> {
+        let mut out = Vec::with_capacity(req.headers.wire_len() + reason.len() + 64);
+        out.extend_from_slice(Version::Sip20.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(&status_digits(status));
+        out.push(b' ');
+        out.extend_from_slice(reason.as_bytes());
+        out.extend_from_slice(b"\r\n");
+        for (h, tag) in answer_headers(req, status) {
+            out.extend_from_slice(h.name.as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(h.value.as_bytes());
+            if let Some(tag) = tag {
+                out.extend_from_slice(b";tag=");
+                out.extend_from_slice(tag.as_bytes());
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"Content-Length: 0\r\n\r\n");
+        out
+    }
+}
+
+/// The three digits of a status line.
+fn status_digits(status: StatusCode) -> [u8; 3] {
+    let code = status.as_u16();
+    [100, 10, 1].map(|d| b'0' + (code / d % 10) as u8)
 }
 
 /// A request or a response.
@@ -425,13 +455,7 @@ fn set_body(headers: &mut Headers, slot: &mut Vec<u8>, content_type: &str, body:
 }
 
 fn serialize(start: &[&[u8]], headers: &Headers, body: &[u8]) -> Vec<u8> {
-    let size = start.iter().map(|p| p.len()).sum::<usize>()
-        + headers
-            .iter()
-            .map(|h| h.name.len() + h.value.len() + 4)
-            .sum::<usize>()
-        + body.len()
-        + 4;
+    let size = start.iter().map(|p| p.len()).sum::<usize>() + headers.wire_len() + body.len() + 4;
     let mut out = Vec::with_capacity(size);
     for part in start {
         out.extend_from_slice(part);
@@ -576,6 +600,39 @@ mod tests {
         let mut other = req.clone();
         other.headers.set("Call-ID", "c2");
         assert!(!Response::for_request(&req, StatusCode::OK, "OK").is_plain_answer_to(&other));
+    }
+
+    #[test]
+    fn plain_answers_are_written_as_built() {
+        let mut requests = vec![request()];
+        let mut tagged = request();
+        tagged.headers.set("To", "<sip:bob@example.com>;tag=t");
+        requests.push(tagged);
+        // The RFC 4475 messages and the gateway's fixtures: compact names, folded lines,
+        // several To lines, odd spacing.
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+        for dir in ["sip", "rfc4475"] {
+            for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+                let bytes = std::fs::read(entry.unwrap().path()).unwrap_or_default();
+                if let Ok(Message::Request(r)) = crate::parse_datagram(&bytes) {
+                    requests.push(r);
+                }
+            }
+        }
+        assert!(requests.len() > 20, "{} requests", requests.len());
+        for req in &requests {
+            for (status, reason) in [
+                (StatusCode::TRYING, "Trying"),
+                (StatusCode::ACCEPTED, "Accepted"),
+                (StatusCode::NOT_FOUND, "Not Found"),
+            ] {
+                assert_eq!(
+                    Response::plain_answer_bytes(req, status, reason),
+                    Response::for_request(req, status, reason).to_bytes(),
+                    "{req:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use crate::header::Headers;
 use crate::message::{Request, Response};
 use crate::uri::DottedQuad;
 
@@ -68,10 +69,20 @@ pub fn stamp_via(req: &mut Request, source: SocketAddr) {
 /// the request came in on; over UDP to `received` (or the source) at `rport` when
 /// filled, else at the sent-by port (5060 by default).
 pub fn response_target(resp: &Response, source: Target) -> Target {
+    via_target(&resp.headers, source)
+}
+
+/// Where a plain answer to `req` goes ([`Response::plain_answer_bytes`]): as
+/// [`response_target`], from the request's top Via, which the answer copies.
+pub(crate) fn answer_target(req: &Request, source: Target) -> Target {
+    via_target(&req.headers, source)
+}
+
+fn via_target(headers: &Headers, source: Target) -> Target {
     if source.transport.is_reliable() {
         return source;
     }
-    let Ok(Some(via)) = resp.headers.top_via() else {
+    let Ok(Some(via)) = headers.top_via() else {
         return source;
     };
     let ip = via

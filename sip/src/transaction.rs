@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::Error;
 use crate::message::{Method, Request, Response, StatusCode, push_hex};
-use crate::route::{Target, response_target};
+use crate::route::{Target, answer_target, response_target};
 
 /// The RFC 3261 branch prefix (section 8.1.1.7).
 pub const MAGIC_COOKIE: &str = "z9hG4bK";
@@ -184,13 +184,7 @@ impl ServerTransaction {
     pub fn handle_retransmission(&self, req: &Request) -> Option<(Target, WireBytes)> {
         match self.state {
             State::Proceeding | State::Completed => match self.last_response.as_ref()? {
-                Sent::Plain { status, reason } => {
-                    let resp = Response::for_request(req, *status, reason);
-                    Some((
-                        response_target(&resp, self.source),
-                        WireBytes::from(resp.to_bytes()),
-                    ))
-                }
+                Sent::Plain { status, reason } => Some(self.plain_answer(req, *status, reason)),
                 Sent::Wire(sent) => Some((sent.0, sent.1.clone())),
             },
             State::Trying | State::Terminated => None,
@@ -206,9 +200,7 @@ impl ServerTransaction {
         resp: &Response,
         now: Instant,
     ) -> Result<(Target, WireBytes), Error> {
-        if matches!(self.state, State::Completed | State::Terminated) {
-            return Err(Error::Transaction("final response already sent".into()));
-        }
+        self.check_open()?;
         let target = response_target(resp, self.source);
         let bytes = WireBytes::from(resp.to_bytes());
         self.last_response = Some(if resp.is_plain_answer_to(req) {
@@ -222,8 +214,46 @@ impl ServerTransaction {
         } else {
             Sent::Wire(Box::new((target, bytes.clone())))
         });
-        let sent = (target, bytes);
-        if resp.status.is_provisional() {
+        self.advance(resp.status, now);
+        Ok((target, bytes))
+    }
+
+    /// [`ServerTransaction::send_response`] of [`Response::for_request`]`(req, status,
+    /// reason)`, written without building it ([`Response::plain_answer_bytes`]).
+    pub fn send_plain_answer(
+        &mut self,
+        req: &Request,
+        status: StatusCode,
+        reason: &'static str,
+        now: Instant,
+    ) -> Result<(Target, WireBytes), Error> {
+        self.check_open()?;
+        let sent = self.plain_answer(req, status, reason);
+        self.last_response = Some(Sent::Plain {
+            status,
+            reason: Cow::Borrowed(reason),
+        });
+        self.advance(status, now);
+        Ok(sent)
+    }
+
+    fn plain_answer(&self, req: &Request, status: StatusCode, reason: &str) -> (Target, WireBytes) {
+        (
+            answer_target(req, self.source),
+            WireBytes::from(Response::plain_answer_bytes(req, status, reason)),
+        )
+    }
+
+    fn check_open(&self) -> Result<(), Error> {
+        if matches!(self.state, State::Completed | State::Terminated) {
+            return Err(Error::Transaction("final response already sent".into()));
+        }
+        Ok(())
+    }
+
+    /// The state after sending a response with `status`.
+    fn advance(&mut self, status: StatusCode, now: Instant) {
+        if status.is_provisional() {
             self.state = State::Proceeding;
         } else if self.source.transport.is_reliable() {
             self.state = State::Terminated;
@@ -231,7 +261,6 @@ impl ServerTransaction {
             self.state = State::Completed;
             self.timer_j = Some(now + 64 * T1);
         }
-        Ok(sent)
     }
 
     /// Fires Timer J.
@@ -580,11 +609,33 @@ impl TransactionTable {
         resp: &Response,
         now: Instant,
     ) -> Result<(Target, WireBytes), Error> {
+        self.answer(id, |t| t.send_response(req, resp, now))
+    }
+
+    /// [`TransactionTable::send_response`] of a plain answer
+    /// ([`ServerTransaction::send_plain_answer`]): the 202 to every MESSAGE.
+    pub fn send_plain_answer(
+        &mut self,
+        id: ServerId,
+        req: &Request,
+        status: StatusCode,
+        reason: &'static str,
+        now: Instant,
+    ) -> Result<(Target, WireBytes), Error> {
+        self.answer(id, |t| t.send_plain_answer(req, status, reason, now))
+    }
+
+    /// Sends an answer in transaction `id`, then files it by its new state.
+    fn answer(
+        &mut self,
+        id: ServerId,
+        send: impl FnOnce(&mut ServerTransaction) -> Result<(Target, WireBytes), Error>,
+    ) -> Result<(Target, WireBytes), Error> {
         let ServerId(key) = id;
         let Some(t) = self.servers.get_mut(&key) else {
             return Err(Error::Transaction("no such server transaction".into()));
         };
-        let sent = t.send_response(req, resp, now)?;
+        let sent = send(t)?;
         match t.state() {
             State::Terminated => {
                 self.servers.remove(&key);
@@ -866,6 +917,37 @@ mod tests {
             table.handle_request(&r, src, t0 + 64 * T1).unwrap(),
             RequestDisposition::New(_)
         ));
+    }
+
+    #[test]
+    fn a_plain_answer_is_sent_and_resent_as_the_built_one() {
+        let t0 = Instant::now();
+        let mut table = TransactionTable::with_capacity(1, 16, t0);
+        let r = req("z9hG4bKplain", "MESSAGE");
+        let src = target(TransportKind::Udp);
+        let RequestDisposition::New(id) = table.handle_request(&r, src, t0).unwrap() else {
+            panic!("not new")
+        };
+        let built = Response::for_request(&r, StatusCode::ACCEPTED, "Accepted");
+        let (to, sent) = table
+            .send_plain_answer(id, &r, StatusCode::ACCEPTED, "Accepted", t0)
+            .unwrap();
+        assert_eq!(
+            (to, &*sent),
+            (response_target(&built, src), &built.to_bytes()[..])
+        );
+        let RequestDisposition::Retransmission(Some((again, bytes))) =
+            table.handle_request(&r, src, t0).unwrap()
+        else {
+            panic!("no resend")
+        };
+        assert_eq!((again, bytes), (to, sent));
+        assert!(
+            table
+                .send_plain_answer(id, &r, StatusCode::OK, "OK", t0)
+                .is_err()
+        );
+        assert_eq!(table.poll_timeout(), Some(t0 + 64 * T1 + CLEANUP_DELAY));
     }
 
     #[test]
