@@ -25,7 +25,8 @@ impl<'a> PlainJid<'a> {
         let slash = memchr::memchr(b'/', bytes).unwrap_or(bytes.len());
         let (node, domain_start) = match memchr::memchr(b'@', &bytes[..slash]) {
             Some(at)
-                if (1..=1023).contains(&at) && bytes[..at].iter().all(|&b| word_byte(b, false)) =>
+                if (1..=1023).contains(&at)
+                    && bytes[..at].iter().all(|&b| NODE[usize::from(b)]) =>
             {
                 (Some(&jid[..at]), at + 1)
             }
@@ -40,16 +41,16 @@ impl<'a> PlainJid<'a> {
                 && matches!(label.last(), Some(b'a'..=b'z' | b'0'..=b'9'))
                 && label.len() <= 63
                 && label.get(2..4) != Some(b"--")
-                && label
-                    .iter()
-                    .all(|&b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && label.iter().all(|&b| LABEL[usize::from(b)])
         };
         if domain.len() > 1023 || !domain.split(|&b| b == b'.').all(plain_label) {
             return None;
         }
         let resource = match bytes.get(slash + 1..) {
             None => None,
-            Some(r) if (1..=1023).contains(&r.len()) && r.iter().all(|&b| word_byte(b, true)) => {
+            Some(r)
+                if (1..=1023).contains(&r.len()) && r.iter().all(|&b| RESOURCE[usize::from(b)]) =>
+            {
                 Some(&jid[slash + 1..])
             }
             Some(_) => return None,
@@ -62,12 +63,23 @@ impl<'a> PlainJid<'a> {
     }
 }
 
-/// A byte of a plain node (`upper`: or resource): ASCII letters, digits, `.`, `_`, `-`.
-fn word_byte(b: u8, upper: bool) -> bool {
-    b.is_ascii_lowercase()
-        || b.is_ascii_digit()
-        || matches!(b, b'.' | b'_' | b'-')
-        || (upper && b.is_ascii_uppercase())
+/// Bytes of a plain node: lowercase ASCII letters, digits, `.`, `_` and `-`. Tables
+/// rather than matches: every stanza's `from` and `to` are scanned byte by byte.
+const NODE: [bool; 256] = byte_set(b"abcdefghijklmnopqrstuvwxyz0123456789._-");
+/// Bytes of a plain resource: those of a node and uppercase letters.
+const RESOURCE: [bool; 256] =
+    byte_set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-");
+/// Bytes of a plain domain label: lowercase letters, digits and `-`.
+const LABEL: [bool; 256] = byte_set(b"abcdefghijklmnopqrstuvwxyz0123456789-");
+
+const fn byte_set(members: &[u8]) -> [bool; 256] {
+    let mut set = [false; 256];
+    let mut i = 0;
+    while i < members.len() {
+        set[members[i] as usize] = true;
+        i += 1;
+    }
+    set
 }
 
 #[cfg(test)]

@@ -364,7 +364,8 @@ impl Headers {
                     }
                 });
             }
-            None => self.push(field.text.to_owned(), value),
+            // A known name is borrowed, not copied: set_body sets two on every request built.
+            None => self.push_parsed(field.text, value),
         }
     }
 
