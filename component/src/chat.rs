@@ -47,7 +47,7 @@ pub struct ChatMessage {
 }
 
 impl ChatMessage {
-    /// The stanza as a tree, the same as [`ChatMessage::encode`] writes.
+    /// The stanza as a tree: the same stanza the link writes for it.
     pub fn to_element(&self) -> Element {
         let child = |name: &str, text: &str| Element::builder(name, ns::DEFAULT_NS).append(text);
         let mut msg = Element::builder("message", ns::DEFAULT_NS)

@@ -15,7 +15,8 @@
 //! - [`StanzaSender::send`] refuses stanzas without `to`, or without a `from` in the
 //!   component domain (Prosody drops components that omit `from`), and fails fast with
 //!   [`Error::NotConnected`] while the link is down, so the core can queue and resend
-//!   after `Connected`.
+//!   after `Connected`. [`StanzaSender::send_chat`] does the same for the chat message a
+//!   SIP MESSAGE becomes ([`ChatMessage`]), written straight to bytes without a tree.
 //! - Keepalive is an XEP-0199 ping to the server every `keepalive` (30 s); no byte at
 //!   all for twice that means a dead peer, and the link reconnects.
 //! - XEP-0030 disco#info (identity `gateway`/`simple` plus the caller's features, always
