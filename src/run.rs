@@ -414,14 +414,14 @@ impl Driver {
             };
             return self.registrations.handle_register(unix_now(), reg);
         }
-        let resp = self.respond(now, &req).await;
+        let reply = self.respond(now, &req).await;
         // The stanza a MESSAGE became goes to the link before the 202 goes out: the answer
         // can wait a few microseconds, the message should not wait for a send. (NOTIFYs stay
         // queued until after their 200.)
         while let Some(out) = self.gateway.poll_output() {
             self.carry_out_one(out).await;
         }
-        let sent = match &resp {
+        let sent = match &reply {
             Answer::Plain(status, reason) => {
                 self.table.send_plain_answer(id, &req, *status, reason, now)
             }
