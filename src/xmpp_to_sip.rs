@@ -16,9 +16,10 @@ pub fn message_request(from: &Uri, to: &Uri, body: &str, subject: Option<&str>) 
     // `<uri>;tag=…` and `<uri>` written straight into the values (this runs per message).
     let h = &mut req.headers;
     h.push("Max-Forwards", "70");
-    h.push("From", name_addr(from, Some(&token(10))));
-    h.push("To", name_addr(to, None));
-    let mut call_id = token(20);
+    h.push("From", name_addr(from, true));
+    h.push("To", name_addr(to, false));
+    let mut call_id = String::with_capacity(27);
+    push_token(&mut call_id, 20);
     call_id.push_str("@sipjab");
     h.push("Call-ID", call_id);
     h.push("CSeq", "1 MESSAGE");
@@ -30,36 +31,36 @@ pub fn message_request(from: &Uri, to: &Uri, body: &str, subject: Option<&str>) 
     req
 }
 
-/// `<uri>`, with `;tag=…` when given: a From or To value, written without the formatter.
-fn name_addr(uri: &Uri, tag: Option<&str>) -> String {
+/// `<uri>`, with a fresh `;tag=…` when `tagged`: a From or To value, written without
+/// the formatter.
+fn name_addr(uri: &Uri, tagged: bool) -> String {
     let mut value = String::with_capacity(64);
     value.push('<');
     let _ = uri.write_into(&mut value);
     value.push('>');
-    if let Some(tag) = tag {
+    if tagged {
         value.push_str(";tag=");
-        value.push_str(tag);
+        push_token(&mut value, 10);
     }
     value
 }
 
-/// Random alphanumerics for tags and Call-IDs (RFC 3261 §19.3: at least 32 bits of
-/// randomness).
-fn token(len: usize) -> String {
+/// Appends `len` random alphanumerics, for tags and Call-IDs (RFC 3261 §19.3: at least 32
+/// bits of randomness).
+fn push_token(out: &mut String, len: usize) {
     const ALPHANUMERIC: &[u8; 62] =
         b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     // Ten characters from each random u64: 2^64 is over 1,300 times 62^9, so even the
     // tenth is uniform within 0.1%.
-    let mut token = String::with_capacity(len);
+    out.reserve(len);
     let mut bits = 0u64;
     for i in 0..len {
         if i % 10 == 0 {
             bits = fastrand::u64(..);
         }
-        token.push(char::from(ALPHANUMERIC[(bits % 62) as usize]));
+        out.push(char::from(ALPHANUMERIC[(bits % 62) as usize]));
         bits /= 62;
     }
-    token
 }
 
 /// The first line of a text, shortened for a notice.

@@ -240,7 +240,9 @@ impl Request {
             method,
             uri,
             version: Version::Sip20,
-            headers: Headers::new(),
+            // Room for what the gateway's requests carry (Via, Max-Forwards, From, To,
+            // Call-ID, CSeq, Content-Type, Content-Length and a few more) without growing.
+            headers: Headers::with_capacity(12),
             body: Vec::new(),
         }
     }
