@@ -934,12 +934,7 @@ mod tests {
     #[test]
     fn server_absorbs_retransmissions_and_resends_final() {
         let t0 = Instant::now();
-        let mut table = TransactionTable::with_capacity(1, 16, t0);
-        let r = req("z9hG4bKabc", "MESSAGE");
-        let src = target(TransportKind::Udp);
-        let RequestDisposition::New(id) = table.handle_request(&r, src, t0).unwrap() else {
-            panic!("not new")
-        };
+        let (mut table, r, src, id) = received("z9hG4bKabc", t0);
         // Retransmission before any response: absorbed, nothing to send.
         assert_eq!(
             table.handle_request(&r, src, t0).unwrap(),
@@ -981,12 +976,7 @@ mod tests {
     #[test]
     fn a_plain_answer_is_sent_and_resent_as_the_built_one() {
         let t0 = Instant::now();
-        let mut table = TransactionTable::with_capacity(1, 16, t0);
-        let r = req("z9hG4bKplain", "MESSAGE");
-        let src = target(TransportKind::Udp);
-        let RequestDisposition::New(id) = table.handle_request(&r, src, t0).unwrap() else {
-            panic!("not new")
-        };
+        let (mut table, r, src, id) = received("z9hG4bKplain", t0);
         let built = Response::for_request(&r, StatusCode::ACCEPTED, "Accepted");
         let (to, sent) = table
             .send_plain_answer(id, &r, StatusCode::ACCEPTED, "Accepted", t0)
@@ -1007,6 +997,29 @@ mod tests {
                 .is_err()
         );
         assert_eq!(table.poll_timeout(), Some(t0 + 64 * T1 + CLEANUP_DELAY));
+    }
+
+    /// A table with one server transaction: a MESSAGE with `branch`, received over UDP.
+    fn received(branch: &str, now: Instant) -> (TransactionTable, Request, Target, ServerId) {
+        let mut table = TransactionTable::with_capacity(1, 16, now);
+        let r = req(branch, "MESSAGE");
+        let src = target(TransportKind::Udp);
+        let RequestDisposition::New(id) = table.handle_request(&r, src, now).unwrap() else {
+            panic!("not new")
+        };
+        (table, r, src, id)
+    }
+
+    /// A new request of `method` with a fresh branch, sent in a client transaction.
+    fn send_new(
+        table: &mut TransactionTable,
+        method: &str,
+        transport: TransportKind,
+        now: Instant,
+    ) -> (Request, TransactionId, WireBytes) {
+        let r = req(&table.new_branch(), method);
+        let (id, sent) = table.send_request(&r, target(transport), now).unwrap();
+        (r, id, sent)
     }
 
     fn response_with_via(via: &str) -> Response {
@@ -1066,13 +1079,10 @@ mod tests {
     fn a_response_the_plain_reading_misses_still_finds_its_transaction() {
         let t0 = Instant::now();
         let mut table = TransactionTable::new(1);
-        let branch = table.new_branch();
-        let r = req(&branch, "MESSAGE");
-        let (id, _) = table
-            .send_request(&r, target(TransportKind::Udp), t0)
-            .unwrap();
+        let (_, id, _) = send_new(&mut table, "MESSAGE", TransportKind::Udp, t0);
         // Two spaces before the sent-by: the parser's to read, and it does.
-        let resp = response_with_via(&format!("SIP/2.0/UDP  192.0.2.1:5060;branch={branch}"));
+        let via = format!("SIP/2.0/UDP  192.0.2.1:5060;branch={}", id.branch);
+        let resp = response_with_via(&via);
         assert_eq!(TransactionId::for_plain_response(&resp), None);
         let (matched, _) = table.handle_response(resp, t0).unwrap();
         assert_eq!(matched, id);
@@ -1163,11 +1173,7 @@ mod tests {
     fn client_retransmits_with_backoff_then_times_out() {
         let t0 = Instant::now();
         let mut table = TransactionTable::new(7);
-        let branch = table.new_branch();
-        let r = req(&branch, "MESSAGE");
-        let (id, sent) = table
-            .send_request(&r, target(TransportKind::Udp), t0)
-            .unwrap();
+        let (r, id, sent) = send_new(&mut table, "MESSAGE", TransportKind::Udp, t0);
         assert_eq!(&*sent, &r.to_bytes()[..]);
         let mut now;
         let mut intervals = Vec::new();
@@ -1197,10 +1203,7 @@ mod tests {
     fn client_provisional_then_final_then_timer_k() {
         let t0 = Instant::now();
         let mut table = TransactionTable::new(7);
-        let r = req(&table.new_branch(), "SUBSCRIBE");
-        table
-            .send_request(&r, target(TransportKind::Udp), t0)
-            .unwrap();
+        let (r, ..) = send_new(&mut table, "SUBSCRIBE", TransportKind::Udp, t0);
         let trying = Response::for_request(&r, StatusCode::TRYING, "Trying");
         assert!(table.handle_response(trying, t0).is_some());
         // After a provisional, Timer E uses T2.
@@ -1277,10 +1280,7 @@ mod tests {
     fn client_over_tcp_does_not_retransmit() {
         let t0 = Instant::now();
         let mut table = TransactionTable::new(7);
-        let r = req(&table.new_branch(), "MESSAGE");
-        table
-            .send_request(&r, target(TransportKind::Tcp), t0)
-            .unwrap();
+        let (r, ..) = send_new(&mut table, "MESSAGE", TransportKind::Tcp, t0);
         assert_eq!(table.poll_timeout(), Some(t0 + 64 * T1));
         let ok = Response::for_request(&r, StatusCode::OK, "OK");
         assert!(table.handle_response(ok, t0).is_some());
