@@ -1076,6 +1076,87 @@ mod tests {
     }
 
     #[test]
+    fn the_plain_reading_never_disagrees_with_the_parser() {
+        // Vias assembled from pieces, plain and odd: wherever the plain reading gives a
+        // key, it must be the parser's (a different key could match another transaction).
+        let mut rng = fastrand::Rng::with_seed(3261);
+        // Half the time one of the first `plain` pieces, which the plain reading takes.
+        let pick = |rng: &mut fastrand::Rng, (plain, from): (usize, &[&'static str])| {
+            let end = if rng.bool() { plain } else { from.len() };
+            from[rng.usize(..end)]
+        };
+        let protocols = (1, &["SIP/2.0/", "sip/2.0/", "SIP / 2.0 /", "SIP/2.0/ "][..]);
+        let transports = (3, &["UDP", "TCP", "X-Y", "udp", "U\"DP"][..]);
+        let gaps = (1, &[" ", "  ", "\t", ""][..]);
+        let hosts = (
+            2,
+            &[
+                "127.0.0.1",
+                "192.0.2.10",
+                "127.000.0.1",
+                "1.2.3",
+                "Host.Example.COM",
+                "h",
+                "[::1]",
+                "[2001:DB8::1]",
+                "256.1.1.1",
+            ][..],
+        );
+        let ports = (
+            3,
+            &["", ":5060", ":65535", ":05060", ":65536", ":", ":x"][..],
+        );
+        let params = (
+            6,
+            &[
+                ";branch=z9hG4bKa1",
+                ";branch=z9hG4bKa1.2",
+                ";rport",
+                ";rport=5060",
+                ";received=127.0.0.1",
+                ";ttl=1",
+                ";BRANCH=z9hG4bKa1",
+                ";Branch=z9hG4bKb",
+                ";branch=z9hG4bK",
+                ";branch=abc",
+                ";branch",
+                ";branch=",
+                ";branch = z9hG4bKc",
+                ";received=[::1]",
+                ";;",
+                ";x=\"a b\"",
+                " ;branch=z9hG4bKd",
+                ";branch=z9hG4bKe ",
+            ][..],
+        );
+        let mut plain = 0;
+        for _ in 0..20_000 {
+            let mut via = String::new();
+            via.push_str(pick(&mut rng, protocols));
+            via.push_str(pick(&mut rng, transports));
+            via.push_str(pick(&mut rng, gaps));
+            via.push_str(pick(&mut rng, hosts));
+            via.push_str(pick(&mut rng, ports));
+            for _ in 0..rng.usize(0..4) {
+                via.push_str(pick(&mut rng, params));
+            }
+            if rng.bool() {
+                via.push_str(", SIP/2.0/UDP p;branch=z9hG4bKz");
+            }
+            let resp = response_with_via(&via);
+            if let Some(quick) = TransactionId::for_plain_response(&resp) {
+                plain += 1;
+                assert_eq!(
+                    Some(quick),
+                    TransactionId::for_response(&resp).ok(),
+                    "{via}"
+                );
+            }
+        }
+        assert!(plain > 200, "only {plain} plain Vias");
+    }
+
+    #[test]
     fn a_response_the_plain_reading_misses_still_finds_its_transaction() {
         let t0 = Instant::now();
         let mut table = TransactionTable::new(1);
