@@ -430,21 +430,8 @@ impl fmt::Display for SipUri {
 
 /// Writes `:port` without the formatter's integer machinery.
 pub(crate) fn write_port(f: &mut impl fmt::Write, port: u16) -> fmt::Result {
-    let mut text = [b':', 0, 0, 0, 0, 0];
-    let digits = match port {
-        0..=9 => 1,
-        10..=99 => 2,
-        100..=999 => 3,
-        1000..=9999 => 4,
-        _ => 5,
-    };
-    let mut rest = port;
-    for place in (1..=digits).rev() {
-        text[place] = b'0' + (rest % 10) as u8;
-        rest /= 10;
-    }
-    // Only a colon and digits were written.
-    f.write_str(std::str::from_utf8(&text[..=digits]).unwrap_or_default())
+    f.write_str(":")?;
+    f.write_str(itoa::Buffer::new().format(port))
 }
 
 /// Any URI: SIP/SIPS parsed, other schemes kept whole (RFC 4475 3.3.2 `unkscm.dat`).
@@ -794,6 +781,15 @@ mod tests {
             u.to_string(),
             "sips:alice:pw@[2001:db8::10]:5061;transport=tcp"
         );
+    }
+
+    #[test]
+    fn ports_are_written_as_the_formatter_writes_them() {
+        for port in [0, 9, 10, 99, 100, 5060, 9999, 10000, 65535] {
+            let mut out = String::new();
+            write_port(&mut out, port).unwrap();
+            assert_eq!(out, format!(":{port}"));
+        }
     }
 
     #[test]
