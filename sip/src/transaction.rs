@@ -120,8 +120,9 @@ impl TransactionId {
     pub(crate) fn for_plain_response(resp: &Response) -> Option<Self> {
         let value = resp.headers.first_value(Name::VIA)?;
         let (head, params) = value.split_once(';')?;
+        let token = |t: &str| !t.is_empty() && t.bytes().all(is_token_char);
         let (transport, sent_by) = head.strip_prefix("SIP/2.0/")?.split_once(' ')?;
-        if transport.is_empty() || !transport.bytes().all(is_token_char) {
+        if !token(transport) {
             return None;
         }
         let (host, port) = match sent_by.split_once(':') {
@@ -141,7 +142,6 @@ impl TransactionId {
                 Some((name, value)) => (name, Some(value)),
                 None => (param, None),
             };
-            let token = |t: &str| !t.is_empty() && t.bytes().all(is_token_char);
             if !token(name) || !value.is_none_or(token) {
                 return None;
             }
