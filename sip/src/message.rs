@@ -117,6 +117,10 @@ pub enum Version {
 
 impl Version {
     pub(crate) fn parse(s: &str) -> Result<Self, Error> {
+        // Nearly every message says exactly this.
+        if s == "SIP/2.0" {
+            return Ok(Self::Sip20);
+        }
         let bad = || Error::Invalid(format!("bad SIP version {s:?}"));
         let rest = s
             .get(..4)

@@ -13,7 +13,7 @@ use crate::Error;
 use crate::header::Name;
 use crate::message::{Method, Request, Response, StatusCode, push_hex};
 use crate::route::{Target, answer_target, response_target};
-use crate::uri::is_token_char;
+use crate::uri::{is_token_char, split_byte};
 
 /// The RFC 3261 branch prefix (section 8.1.1.7).
 pub const MAGIC_COOKIE: &str = "z9hG4bK";
@@ -119,13 +119,13 @@ impl TransactionId {
     /// gives a key at all it is the parser's.
     pub(crate) fn for_plain_response(resp: &Response) -> Option<Self> {
         let value = resp.headers.first_value(Name::VIA)?;
-        let (head, params) = value.split_once(';')?;
+        let (head, params) = split_byte(value, b';')?;
         let token = |t: &str| !t.is_empty() && t.bytes().all(is_token_char);
-        let (transport, sent_by) = head.strip_prefix("SIP/2.0/")?.split_once(' ')?;
+        let (transport, sent_by) = split_byte(head.strip_prefix("SIP/2.0/")?, b' ')?;
         if !token(transport) {
             return None;
         }
-        let (host, port) = match sent_by.split_once(':') {
+        let (host, port) = match split_byte(sent_by, b':') {
             Some((host, port)) => (host, Some(port)),
             None => (sent_by, None),
         };
@@ -138,7 +138,7 @@ impl TransactionId {
         }
         let mut branch = None;
         for param in params.split(';') {
-            let (name, value) = match param.split_once('=') {
+            let (name, value) = match split_byte(param, b'=') {
                 Some((name, value)) => (name, Some(value)),
                 None => (param, None),
             };
