@@ -400,8 +400,12 @@ impl Conferences {
     /// Whether a message stanza may come from a room, before it is parsed: groupchat, or a
     /// message from a full JID that is in a room this instance knows or carries MUC markup (a
     /// private message). Plain chat from contacts goes on to the message gateway untouched.
-    pub fn may_be_from_room(&self, stanza: &Element) -> bool {
-        let envelope = Envelope::of(stanza);
+    /// `muc_markup` says whether the stanza has that markup, asked only when it matters.
+    pub fn may_be_from_room(
+        &self,
+        envelope: Envelope<'_>,
+        muc_markup: impl FnOnce() -> bool,
+    ) -> bool {
         match envelope.kind {
             Some("groupchat") => return true,
             Some("error" | "headline") => return false,
@@ -412,7 +416,7 @@ impl Conferences {
         };
         // With no room or service known here, no JID needs parsing (plain chat, every time).
         let nothing_known = self.known.is_empty() && self.services.is_empty();
-        stanza.has_child("x", ns::MUC_USER)
+        muc_markup()
             || (!nothing_known && BareJid::new(bare).is_ok_and(|room| self.is_known(&room)))
     }
 
@@ -704,6 +708,12 @@ pub fn subscribe_notify(
     })
 }
 
+/// Whether a stanza carries MUC user markup (`<x xmlns='http://jabber.org/protocol/muc#user'/>`),
+/// as a room's private messages do ([`Conferences::may_be_from_room`]).
+pub fn has_muc_markup(stanza: &Element) -> bool {
+    stanza.has_child("x", ns::MUC_USER)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -835,7 +845,8 @@ mod tests {
         ));
         let mut got = Vec::new();
         for msg in [&history, &subject, &echo, &live, &private, &subject] {
-            assert!(c.may_be_from_room(&Element::from(msg.clone())));
+            let el = Element::from(msg.clone());
+            assert!(c.may_be_from_room(Envelope::of(&el), || has_muc_markup(&el)));
             let out = c.handle_message(12, &alice, msg).await.unwrap().unwrap();
             got.extend(messages(&out));
         }
@@ -855,7 +866,8 @@ mod tests {
         let chat: Message = from_room(
             "<message from='romeo@montague.lit/x' to='alice@sip.x.com' type='chat'><body>hi</body></message>",
         );
-        assert!(!c.may_be_from_room(&Element::from(chat.clone())));
+        let el = Element::from(chat.clone());
+        assert!(!c.may_be_from_room(Envelope::of(&el), || has_muc_markup(&el)));
         assert!(c.handle_message(12, &alice, &chat).await.unwrap().is_none());
     }
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use jid::Jid;
 use minidom::Element;
-use sipjab_component::{ChatKind, ChatMessage, Envelope, PlainJid};
+use sipjab_component::{ChatKind, ChatMessage, Envelope, IncomingChat, PlainJid};
 use sipjab_db::{Account, Room};
 use sipjab_sip::{Rejection, Request, Uri};
 use xmpp_parsers::iq::Iq;
@@ -152,9 +152,7 @@ impl PlainChat {
     /// groupchat, several languages, no body) is left to it.
     fn read(stanza: &Element) -> Option<Self> {
         let envelope = Envelope::of(stanza);
-        if !stanza.is("message", xmpp_parsers::ns::DEFAULT_NS)
-            || !matches!(envelope.kind, None | Some("chat" | "normal"))
-        {
+        if !stanza.is("message", xmpp_parsers::ns::DEFAULT_NS) || !Self::takes(envelope) {
             return None;
         }
         let (mut body, mut subject) = (None, None);
@@ -173,14 +171,32 @@ impl PlainChat {
         }
         Some(Self {
             sender: envelope.from?.to_owned(),
-            to: envelope
-                .to
-                .filter(|to| PlainJid::parse(to).is_some() || Jid::new(to).is_ok())?
-                .to_owned(),
+            to: envelope.to?.to_owned(),
             id: envelope.id.map(|id| Id(id.to_owned())),
             body: body?,
             subject,
         })
+    }
+
+    /// The same from a message the link read without a tree, which [`takes`](Self::takes).
+    fn from_incoming(chat: IncomingChat) -> Self {
+        Self {
+            sender: chat.from.unwrap_or_default(),
+            to: chat.to.unwrap_or_default(),
+            id: chat.id.map(Id),
+            body: chat.body,
+            subject: None,
+        }
+    }
+
+    /// Whether the addressing fits: typed chat or normal (or not typed), with a sender
+    /// and a valid `to`.
+    fn takes(envelope: Envelope<'_>) -> bool {
+        matches!(envelope.kind, None | Some("chat" | "normal"))
+            && envelope.from.is_some()
+            && envelope
+                .to
+                .is_some_and(|to| PlainJid::parse(to).is_some() || Jid::new(to).is_ok())
     }
 }
 
@@ -276,8 +292,7 @@ impl Gateway {
 
     /// The gateway user a stanza is for: the localpart of a `to` in the component domain, the
     /// account's `jab_id`.
-    pub fn recipient_of(&self, stanza: &Element) -> Option<String> {
-        let to = stanza.attr("to")?;
+    pub fn recipient_of(&self, to: &str) -> Option<String> {
         // A plain JID needs no JID parser: this runs for every stanza.
         if let Some(plain) = PlainJid::parse(to) {
             return plain
@@ -434,14 +449,51 @@ impl Gateway {
         }
     }
 
+    /// A chat message the link read without a tree, for `account`'s user: sent on as
+    /// [`handle_stanza`](Self::handle_stanza) would send its tree. `Err` gives back, with
+    /// nothing done, one that is not a plain chat or cannot be sent on, for
+    /// `handle_stanza` to judge and answer.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the chat handed back as it came, once, on the rare path"
+    )]
+    pub fn handle_plain_chat(
+        &mut self,
+        chat: IncomingChat,
+        account: &Account,
+    ) -> Result<(), IncomingChat> {
+        let uris = match &chat.from {
+            Some(sender) if PlainChat::takes(chat.envelope()) => {
+                self.chat_uris(sender, account).ok()
+            }
+            _ => None,
+        };
+        let Some((from_uri, to_uri)) = uris else {
+            return Err(chat);
+        };
+        self.send_chat(PlainChat::from_incoming(chat), &from_uri, &to_uri);
+        Ok(())
+    }
+
     /// Sends a chat message to the SIP user it is for; `Err` is the error to answer with.
     fn forward_chat(
         &mut self,
         chat: PlainChat,
         account: &Account,
     ) -> Result<(), (DefinedCondition, String)> {
+        let (from_uri, to_uri) = self.chat_uris(&chat.sender, account)?;
+        self.send_chat(chat, &from_uri, &to_uri);
+        Ok(())
+    }
+
+    /// The From and To of the MESSAGE a chat from `sender` to `account`'s user becomes.
+    fn chat_uris(
+        &mut self,
+        sender: &str,
+        account: &Account,
+    ) -> Result<(Uri, Uri), (DefinedCondition, String)> {
         let from_uri = self
-            .contact_uri(&chat.sender)
+            .contact_uri(sender)
             .map_err(|e| (DefinedCondition::JidMalformed, e))?;
         let Some(to_uri) = self.user_uri(account).cloned() else {
             let text = format!(
@@ -450,7 +502,11 @@ impl Gateway {
             );
             return Err((DefinedCondition::InternalServerError, text));
         };
-        let request = message_request(&from_uri, &to_uri, &chat.body, chat.subject.as_deref());
+        Ok((from_uri, to_uri))
+    }
+
+    fn send_chat(&mut self, chat: PlainChat, from_uri: &Uri, to_uri: &Uri) {
+        let request = message_request(from_uri, to_uri, &chat.body, chat.subject.as_deref());
         let token = self.counter;
         self.counter += 1;
         self.sent_for_xmpp.insert(
@@ -466,7 +522,6 @@ impl Gateway {
             request,
             token: Some(Token::Message(token)),
         });
-        Ok(())
     }
 
     /// The SIP address an XMPP sender is seen under (`Err`: the reason it has none). This
@@ -837,10 +892,7 @@ mod tests {
     #[test]
     fn recipients_are_read_with_and_without_the_jid_parser() {
         let gw = Gateway::new(Instant::now(), settings());
-        let to = |to: &str| {
-            let xml = format!("<message xmlns='jabber:component:accept' to='{to}'/>");
-            gw.recipient_of(&xml.parse::<Element>().unwrap())
-        };
+        let to = |to: &str| gw.recipient_of(to);
         assert_eq!(to("alice@sip.x.com").as_deref(), Some("alice"));
         assert_eq!(
             to("al.ice_1-2@SIP.x.com/phone").as_deref(),
@@ -1026,6 +1078,51 @@ mod tests {
         assert!(drain(&mut gw).is_empty());
     }
 
+    /// A chat the link read without a tree is sent on as its tree would be, and one the
+    /// shortcut does not take comes back untouched, with nothing sent.
+    #[test]
+    fn plain_chats_without_a_tree_go_as_their_trees_go() {
+        let now = Instant::now();
+        let chat = |from: Option<&str>, to: &str, kind: Option<&str>| IncomingChat {
+            from: from.map(str::to_owned),
+            to: Some(to.to_owned()),
+            id: Some("m1".into()),
+            kind: kind.map(str::to_owned),
+            lang: Some("en".into()),
+            body: "Art thou not Romeo?".into(),
+        };
+        let sent = |outputs: Vec<Output>| {
+            sip_requests(outputs)
+                .into_iter()
+                .map(|(req, token)| {
+                    let from = req.headers.from().unwrap().unwrap().uri.to_string();
+                    (req.uri.to_string(), from, req.body, token.is_some())
+                })
+                .collect::<Vec<_>>()
+        };
+        let from = Some("romeo@montague.lit/orchard");
+        for kind in [None, Some("chat"), Some("normal")] {
+            let (mut plain, mut tree) = (up(now), up(now));
+            let c = chat(from, "alice@sip.x.com", kind);
+            tree.handle_stanza(now, c.clone().into_element(), Some(&alice()));
+            assert!(plain.handle_plain_chat(c, &alice()).is_ok());
+            let (plain, tree) = (sent(drain(&mut plain)), sent(drain(&mut tree)));
+            assert_eq!(plain.len(), 1);
+            assert_eq!(plain, tree);
+        }
+        for c in [
+            chat(from, "alice@sip.x.com", Some("groupchat")),
+            chat(from, "alice@sip.x.com", Some("error")),
+            chat(None, "alice@sip.x.com", None),
+            chat(Some("@x.test"), "alice@sip.x.com", None),
+            chat(from, "@sip.x.com", None),
+        ] {
+            let mut gw = up(now);
+            assert_eq!(gw.handle_plain_chat(c.clone(), &alice()), Err(c));
+            assert!(drain(&mut gw).is_empty());
+        }
+    }
+
     #[test]
     fn bodiless_messages_stay_on_the_xmpp_side() {
         let now = Instant::now();
@@ -1051,7 +1148,10 @@ mod tests {
         let now = Instant::now();
         let mut gw = up(now);
         let stanza = xmpp_fixture("chat-to-alice.xml");
-        assert_eq!(gw.recipient_of(&stanza).as_deref(), Some("alice"));
+        assert_eq!(
+            gw.recipient_of(stanza.attr("to").unwrap()).as_deref(),
+            Some("alice")
+        );
         gw.handle_stanza(now, stanza, None);
         let [reply] = stanzas(drain(&mut gw)).try_into().unwrap();
         let error = StanzaError::try_from(reply.payloads[0].clone()).unwrap();

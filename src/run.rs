@@ -31,8 +31,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use sipjab_component::{ComponentConfig, ComponentLink, LinkEvent, StanzaSender};
-use sipjab_db::{DbUrl, Store};
+use sipjab_component::{
+    ComponentConfig, ComponentLink, Element, Envelope, LinkEvent, StanzaSender,
+};
+use sipjab_db::{Account, DbUrl, Store};
 use sipjab_sip::locate::{DEFAULT_PORT, Destination, DnsLookup};
 use sipjab_sip::transport::{Incoming, SipTransport, TransportConfig};
 use sipjab_sip::{
@@ -45,7 +47,7 @@ use tracing::{debug, info, warn};
 use crate::accounts::{Accounts, aor_of};
 use crate::address::XmppTarget;
 use crate::commands::{self, Command};
-use crate::conference::{ConferenceSettings, Conferences, subscribe_notify};
+use crate::conference::{ConferenceSettings, Conferences, has_muc_markup, subscribe_notify};
 use crate::config::{Config, Proxy};
 use crate::gateway::{Gateway, Output, Settings, Stanza, Token};
 use crate::presence::{PresenceSettings, Presences, presence_expiry};
@@ -285,68 +287,111 @@ impl Driver {
                 self.gateway.handle_link_down();
             }
             LinkEvent::Stanza(stanza) => {
-                let account = match self.gateway.recipient_of(&stanza) {
-                    Some(jab_id) => match self.accounts.by_jab_id(now, &jab_id).await {
-                        Ok(account) => account,
-                        Err(e) => {
-                            warn!(error = %e, "account store lookup failed");
-                            return;
-                        }
-                    },
-                    None => None,
+                if let Some(account) = self.recipient_account(now, stanza.attr("to")).await {
+                    self.handle_stanza(now, stanza, account).await;
+                }
+            }
+            LinkEvent::Chat(chat) => {
+                let Some(account) = self.recipient_account(now, chat.to.as_deref()).await else {
+                    return;
                 };
-                let unix = unix_now();
-                if stanza.name() == "presence" {
-                    // Presence for an unknown user is dropped, as RFC 6121 §4.3 has it.
-                    let Some(account) = account else { return };
-                    let presence = match xmpp_parsers::presence::Presence::try_from(stanza) {
-                        Ok(presence) => presence,
-                        Err(e) => return debug!(error = %e, "ignoring a malformed presence"),
-                    };
-                    match self
-                        .conferences
-                        .handle_presence(unix, &account, &presence)
-                        .await
-                    {
-                        Ok(None) => {}
-                        result => {
-                            return self
-                                .carry_out_conference(result.map(Option::unwrap_or_default));
+                // Read without a tree: sent on from its parts when it is a plain chat for a
+                // user that no room has a say in (it carries no MUC markup, only a body),
+                // else made a tree and handled like any stanza.
+                let chat = match &account {
+                    Some(user) if !self.conferences.may_be_from_room(chat.envelope(), || false) => {
+                        match self.gateway.handle_plain_chat(chat, user) {
+                            Ok(()) => return self.note_traffic(user).await,
+                            Err(chat) => chat,
                         }
                     }
-                    let result = self
-                        .presences
-                        .handle_presence(unix, presence.clone(), &account)
-                        .await;
-                    self.carry_out_presence(result);
-                    let result = self
-                        .watchers
-                        .handle_presence(unix, &presence, &account, &self.local_contact)
-                        .await;
-                    return self.carry_out_presence(result);
-                }
-                if stanza.name() == "message"
-                    && let Some(account) = &account
-                    && let Err(e) = self.presences.handle_incoming_traffic(unix, account).await
-                {
-                    warn!(error = %e, "session update failed");
-                }
-                if let Some(account) = &account
-                    && self.conferences.may_be_from_room(&stanza)
-                    && let Ok(msg) = xmpp_parsers::message::Message::try_from(stanza.clone())
-                {
-                    match self.conferences.handle_message(unix, account, &msg).await {
-                        Ok(None) => {}
-                        result => {
-                            return self
-                                .carry_out_conference(result.map(Option::unwrap_or_default));
-                        }
-                    }
-                }
-                self.gateway.handle_stanza(now, stanza, account.as_ref());
+                    _ => chat,
+                };
+                self.handle_stanza(now, chat.into_element(), account).await;
             }
             _ => {}
         }
+    }
+
+    /// The account of the gateway user a stanza is addressed to: `Some(None)` when there is
+    /// none, `None` when the store could not say.
+    async fn recipient_account(
+        &mut self,
+        now: Instant,
+        to: Option<&str>,
+    ) -> Option<Option<Account>> {
+        let Some(jab_id) = to.and_then(|to| self.gateway.recipient_of(to)) else {
+            return Some(None);
+        };
+        match self.accounts.by_jab_id(now, &jab_id).await {
+            Ok(account) => Some(account),
+            Err(e) => {
+                warn!(error = %e, "account store lookup failed");
+                None
+            }
+        }
+    }
+
+    /// A message from XMPP counts as the user's traffic (`Presences::handle_incoming_traffic`).
+    async fn note_traffic(&mut self, account: &Account) {
+        if let Err(e) = self
+            .presences
+            .handle_incoming_traffic(unix_now(), account)
+            .await
+        {
+            warn!(error = %e, "session update failed");
+        }
+    }
+
+    async fn handle_stanza(&mut self, now: Instant, stanza: Element, account: Option<Account>) {
+        let unix = unix_now();
+        if stanza.name() == "presence" {
+            // Presence for an unknown user is dropped, as RFC 6121 §4.3 has it.
+            let Some(account) = account else { return };
+            let presence = match xmpp_parsers::presence::Presence::try_from(stanza) {
+                Ok(presence) => presence,
+                Err(e) => return debug!(error = %e, "ignoring a malformed presence"),
+            };
+            match self
+                .conferences
+                .handle_presence(unix, &account, &presence)
+                .await
+            {
+                Ok(None) => {}
+                result => {
+                    return self.carry_out_conference(result.map(Option::unwrap_or_default));
+                }
+            }
+            let result = self
+                .presences
+                .handle_presence(unix, presence.clone(), &account)
+                .await;
+            self.carry_out_presence(result);
+            let result = self
+                .watchers
+                .handle_presence(unix, &presence, &account, &self.local_contact)
+                .await;
+            return self.carry_out_presence(result);
+        }
+        if stanza.name() == "message"
+            && let Some(account) = &account
+        {
+            self.note_traffic(account).await;
+        }
+        if let Some(account) = &account
+            && self
+                .conferences
+                .may_be_from_room(Envelope::of(&stanza), || has_muc_markup(&stanza))
+            && let Ok(msg) = xmpp_parsers::message::Message::try_from(stanza.clone())
+        {
+            match self.conferences.handle_message(unix, account, &msg).await {
+                Ok(None) => {}
+                result => {
+                    return self.carry_out_conference(result.map(Option::unwrap_or_default));
+                }
+            }
+        }
+        self.gateway.handle_stanza(now, stanza, account.as_ref());
     }
 
     async fn handle_sip(&mut self, msg: Incoming) {

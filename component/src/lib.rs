@@ -11,7 +11,8 @@
 //!   component) wait at the cap, `conflict` (another instance holds the domain) backs
 //!   off normally; each gets one clear `tracing` error line per attempt.
 //! - [`ComponentLink::next_event`] yields [`LinkEvent`]s: `Connected`, `Disconnected`
-//!   with the reason, and incoming stanzas. It fits a `select!` loop.
+//!   with the reason, and incoming stanzas: most chat messages as an [`IncomingChat`],
+//!   read without a tree, the rest as trees. It fits a `select!` loop.
 //! - [`StanzaSender::send`] refuses stanzas without `to`, or without a `from` in the
 //!   component domain (Prosody drops components that omit `from`), and fails fast with
 //!   [`Error::NotConnected`] while the link is down, so the core can queue and resend
@@ -78,7 +79,7 @@ mod plain_jid;
 mod stanza;
 mod stream;
 
-pub use chat::{ChatKind, ChatMessage};
+pub use chat::{ChatKind, ChatMessage, IncomingChat};
 pub use config::ComponentConfig;
 pub use envelope::Envelope;
 pub use error::Error;
@@ -131,6 +132,7 @@ pub mod fuzzing {
             match event {
                 StreamEvent::Opened(_) => {}
                 StreamEvent::Stanza(element) => stanzas.push(element),
+                StreamEvent::Chat(chat) => stanzas.push(chat.into_element()),
                 StreamEvent::Closed => ending = Ending::Closed,
             }
         }

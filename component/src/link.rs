@@ -21,7 +21,7 @@ use xmpp_parsers::stream_error::DefinedCondition;
 use crate::backoff::Backoff;
 use crate::stanza::{Incoming, LocalInfo, encode_outgoing, is_handshake_ok, parse_stream_error};
 use crate::stream::{self, StreamEvent, StreamReader};
-use crate::{ChatMessage, ComponentConfig, Error};
+use crate::{ChatMessage, ComponentConfig, Error, IncomingChat};
 
 /// How long `shutdown` waits for the server's `</stream:stream>` after sending ours.
 const CLOSE_WAIT: Duration = Duration::from_secs(2);
@@ -51,6 +51,9 @@ pub enum LinkEvent {
     /// `jabber:component:accept`). Disco#info and pings to the bare domain, and answers
     /// to the link's own keepalives, are handled inside and never show up here.
     Stanza(Element),
+    /// A chat message of the plain shape most have, read without a tree
+    /// ([`IncomingChat::into_element`] gives the [`Stanza`](Self::Stanza) it stands for).
+    Chat(IncomingChat),
 }
 
 /// Opens the byte stream to the server; [`TcpConnector`] in production, an in-memory
@@ -335,6 +338,11 @@ impl<C: Connect> Worker<C> {
                             return End::Lost(e);
                         }
                     },
+                    Ok(StreamEvent::Chat(chat)) => {
+                        if !emit(&self.events, &mut self.stop, LinkEvent::Chat(chat)).await {
+                            return End::Stop;
+                        }
+                    }
                     Ok(StreamEvent::Closed) => {
                         conn.write_best_effort(stream::CLOSE).await;
                         return End::Lost(Error::StreamClosed);
@@ -435,6 +443,9 @@ async fn handshake<C: Connect>(
             el.name(),
             el.ns()
         ))),
+        StreamEvent::Chat(_) => Err(Error::Protocol(
+            "expected <handshake/>, got <message xmlns='jabber:component:accept'>".into(),
+        )),
         StreamEvent::Closed => Err(Error::StreamClosed),
         StreamEvent::Opened(_) => Err(Error::Protocol("second stream header".into())),
     }
@@ -673,6 +684,7 @@ mod tests {
         async fn next_stanza(&mut self) -> Element {
             match self.next().await {
                 Some(StreamEvent::Stanza(el)) => el,
+                Some(StreamEvent::Chat(chat)) => chat.into_element(),
                 other => panic!("expected a stanza, got {other:?}"),
             }
         }
@@ -812,10 +824,10 @@ mod tests {
             .handshake_with("<handshake/><message from='a@xmpp.test' to='b@sip.xmpp.test'><body>hi</body></message>")
             .await;
         connected(&mut link).await;
-        let LinkEvent::Stanza(msg) = event(&mut link).await else {
+        let LinkEvent::Chat(msg) = event(&mut link).await else {
             panic!()
         };
-        assert_eq!(msg.attr("to"), Some("b@sip.xmpp.test"));
+        assert_eq!(msg.to.as_deref(), Some("b@sip.xmpp.test"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -1044,10 +1056,10 @@ mod tests {
         server
             .send("<message from='a@xmpp.test/r' to='bob@sip.xmpp.test'><body>hi</body></message>")
             .await;
-        let LinkEvent::Stanza(msg) = event(&mut link).await else {
+        let LinkEvent::Chat(msg) = event(&mut link).await else {
             panic!()
         };
-        assert_eq!(msg.get_child("body", ns::COMPONENT).unwrap().text(), "hi");
+        assert_eq!(msg.body, "hi");
     }
 
     #[tokio::test(start_paused = true)]

@@ -88,7 +88,8 @@ async fn reply_to(link: &mut ComponentLink, id: &str) -> Element {
     loop {
         match event(link).await {
             LinkEvent::Stanza(el) if el.attr("id") == Some(id) => return el,
-            LinkEvent::Stanza(_) => {}
+            LinkEvent::Chat(chat) if chat.id.as_deref() == Some(id) => return chat.into_element(),
+            LinkEvent::Stanza(_) | LinkEvent::Chat(_) => {}
             other => panic!("expected a stanza, got {other:?}"),
         }
     }
