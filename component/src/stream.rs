@@ -312,29 +312,62 @@ impl StreamReader {
         {
             return None;
         }
-        let mut chat = self.plain_chat_attributes(BytesStart::from_content(inner, name_len))?;
+        let mut chat = self.plain_chat_attributes(&inner[name_len..])?;
         chat.body = decode_text(&rest[text_at..text_at + text_len]).ok()?;
         Some((chat, whole))
     }
 
-    /// A plain chat's `<message>` attributes: only `from`, `to`, `id`, `type` and
-    /// `xml:lang`, each once, and perhaps the declaration of the namespace it must be in.
-    fn plain_chat_attributes(&self, tag: BytesStart<'_>) -> Option<IncomingChat> {
-        if !values_are_followed_by_space(tag.attributes_raw()) {
-            return None;
-        }
+    /// A plain chat's `<message>` attributes (`attrs`, what follows the name): only
+    /// `from`, `to`, `id`, `type` and `xml:lang`, each once, and perhaps the declaration of
+    /// the namespace it must be in. Read by hand, not by quick-xml's attribute parser (about
+    /// 3,000 instructions a chat): only values that attribute-value normalisation leaves
+    /// as they are (no reference, tab or line end), without `<` and with only XML
+    /// characters are taken, so each reads as the tree path would read it.
+    fn plain_chat_attributes(&self, attrs: &str) -> Option<IncomingChat> {
         let mut chat = IncomingChat::default();
         let mut declared = false;
-        for attr in tag.attributes().with_checks(false) {
-            let attr = attr.ok()?;
-            let value = attribute_value(&attr).ok()?;
-            let slot = match attr.key.into_inner() {
-                b"from" => &mut chat.from,
-                b"to" => &mut chat.to,
-                b"id" => &mut chat.id,
-                b"type" => &mut chat.kind,
-                b"xml:lang" => &mut chat.lang,
-                b"xmlns" if !declared && value == ns::COMPONENT => {
+        let mut rest = attrs;
+        loop {
+            let next = rest.trim_start_matches(is_xml_space_char);
+            if next.is_empty() {
+                break;
+            }
+            if next.len() == rest.len() {
+                return None; // no space before the attribute
+            }
+            // Byte loops, not memchr: names and values are short.
+            let eq = next.bytes().position(|b| b == b'=')?;
+            let value = next[eq + 1..].trim_start_matches(is_xml_space_char);
+            let quote = *value
+                .as_bytes()
+                .first()
+                .filter(|q| matches!(q, b'\'' | b'"'))?;
+            let mut len = None;
+            let mut ascii = true;
+            for (i, &b) in value.as_bytes()[1..].iter().enumerate() {
+                if b == quote {
+                    len = Some(i);
+                    break;
+                }
+                // Control characters (tab and line ends among them), references, `<`.
+                if b < 0x20 || b == b'&' || b == b'<' {
+                    return None;
+                }
+                ascii &= b.is_ascii();
+            }
+            let len = len?;
+            rest = &value[len + 2..];
+            let value = &value[1..=len];
+            if !ascii && !is_xml_text(value) {
+                return None;
+            }
+            let slot = match next[..eq].trim_end_matches(is_xml_space_char) {
+                "from" => &mut chat.from,
+                "to" => &mut chat.to,
+                "id" => &mut chat.id,
+                "type" => &mut chat.kind,
+                "xml:lang" => &mut chat.lang,
+                "xmlns" if !declared && value == ns::COMPONENT => {
                     declared = true;
                     continue;
                 }
@@ -343,7 +376,7 @@ impl StreamReader {
             if slot.is_some() {
                 return None;
             }
-            *slot = Some(value.into_owned());
+            *slot = Some(value.to_owned());
         }
         if !declared && self.namespace_of(None).ok()? != ns::COMPONENT {
             return None;
@@ -725,6 +758,10 @@ fn values_are_followed_by_space(bytes: &[u8]) -> bool {
 /// XML's whitespace (XML 1.0 §2.3 `S`).
 fn is_xml_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+fn is_xml_space_char(c: char) -> bool {
+    u8::try_from(c).is_ok_and(is_xml_space)
 }
 
 fn utf8(bytes: &[u8]) -> Result<&str, Error> {
