@@ -170,8 +170,17 @@ pub async fn run(config: Config, db: DbUrl) -> Result<()> {
         trusted: config.sip.trusted.clone(),
         proxy: config.sip.proxy.clone(),
     };
-    let result = driver.run(incoming, &mut located, link).await;
-    driver.transport.shutdown();
+    // The loop runs as a task, not as the `block_on` future: the runtime polls a woken
+    // task from its queue, but a woken `block_on` future only after polling the driver for
+    // events once more (an `epoll_wait` that finds none, and the timer wheel, on every
+    // wake-up: about half of the loop's system calls besides the sends and receives).
+    let result = tokio::spawn(async move {
+        let result = driver.run(incoming, &mut located, link).await;
+        driver.transport.shutdown();
+        result
+    })
+    .await
+    .unwrap_or_else(|e| Err(anyhow::anyhow!("the gateway loop failed: {e}")));
     info!("sipjab stopped");
     result
 }
