@@ -21,7 +21,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use mysql_async::prelude::Queryable;
-use mysql_async::{Opts, OptsBuilder, Params, Pool, Row, TxOpts, Value};
+use mysql_async::{Opts, OptsBuilder, Params, Pool, PoolConstraints, Row, TxOpts, Value};
 
 use crate::aor::SipAor;
 use crate::error::{Error, bad, required};
@@ -30,6 +30,9 @@ use crate::schema::{self, ACCOUNT_COLUMNS, SCHEMA_VERSION};
 use crate::state::{Due, Publication, RosterItem, STATE_TABLES, Session, StateRow, Val, q, sql};
 use crate::store::{Backend, matching};
 use crate::url::redact;
+
+/// Connections kept open (at least, at most) unless the URL says otherwise.
+const POOL: Option<PoolConstraints> = PoolConstraints::new(2, 16);
 
 /// A connection pool to one database.
 #[derive(Clone)]
@@ -80,10 +83,21 @@ impl Mysql {
         // round trips. We keep no session state between calls (transactions
         // end or roll back on drop; LAST_INSERT_ID is read from the OK
         // packet), so skip it unless the URL asks for it.
+        let mut pool = opts.pool_opts().clone();
         if !url.contains("reset_connection=") {
-            let pool = opts.pool_opts().clone().with_reset_connection(false);
-            opts = OptsBuilder::from_opts(opts).pool_opts(pool).into();
+            pool = pool.with_reset_connection(false);
         }
+        // mysql_async opens up to 100 connections by default: one busy gateway could take
+        // most of a MariaDB's default 151, and two of the store's tests side by side took
+        // them all. The gateway's calls are short; `pool_min=`/`pool_max=` in the URL say
+        // otherwise.
+        if !url.contains("pool_min=")
+            && !url.contains("pool_max=")
+            && let Some(constraints) = POOL
+        {
+            pool = pool.with_constraints(constraints);
+        }
+        opts = OptsBuilder::from_opts(opts).pool_opts(pool).into();
         Ok(Self {
             pool: Pool::new(opts),
         })
