@@ -505,6 +505,7 @@ impl Gateway {
         Ok((from_uri, to_uri))
     }
 
+    /// Queues the MESSAGE a chat becomes, remembered under a token for its answer.
     fn send_chat(&mut self, chat: PlainChat, from_uri: &Uri, to_uri: &Uri) {
         let request = message_request(from_uri, to_uri, &chat.body, chat.subject.as_deref());
         let token = self.counter;
