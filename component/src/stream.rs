@@ -25,9 +25,10 @@
 //!   stanzas are dropped rather than piling up.
 //! - A chat message of the plain shape ([`IncomingChat`]) that has arrived whole is read
 //!   without a tree: building minidom's attribute maps, names and namespaces cost about
-//!   10,000 instructions of the 60,000 an XMPP → SIP message took. It is read with the same
-//!   functions as the tree path; anything the shortcut does not take, or cannot judge, is
-//!   left to the tree path, which reads it (or refuses it) as before.
+//!   10,000 instructions of the 60,000 an XMPP → SIP message took. Its body is decoded by
+//!   the tree path's function and its attributes only when they read the same by hand;
+//!   anything the shortcut does not take, or cannot judge, is left to the tree path, which
+//!   reads it (or refuses it) as before.
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
@@ -37,7 +38,6 @@ use minidom::Element;
 use minidom::rxml::{Namespace, NcName};
 use quick_xml::XmlVersion;
 use quick_xml::events::BytesStart;
-use quick_xml::events::attributes::Attribute;
 use xmpp_parsers::ns;
 
 use crate::Error;
@@ -287,9 +287,10 @@ impl StreamReader {
 
     /// The plain chat message whose start tag (`tag_len` bytes) begins `rest`, when all of
     /// it is there, with its length; `None` for anything else, left to the tree path.
-    /// Each piece is judged by the functions the tree path uses, so what this takes the
-    /// tree path would have read the same (`IncomingChat::into_element`), and what either
-    /// would refuse this leaves to the tree path to refuse.
+    /// The body goes through the tree path's `decode_text` and the attributes through
+    /// [`plain_chat_attributes`](Self::plain_chat_attributes), so what this takes the tree
+    /// path would have read the same (`IncomingChat::into_element`), and what either would
+    /// refuse this leaves to the tree path to refuse.
     fn plain_chat(&self, rest: &[u8], tag_len: usize) -> Option<(IncomingChat, usize)> {
         const BODY: &[u8] = b"<body>";
         const END: &[u8] = b"</body></message>";
@@ -397,7 +398,10 @@ impl StreamReader {
         for attr in tag.attributes().with_checks(false) {
             let attr = attr.map_err(|e| malformed(&e.to_string()))?;
             let key = utf8(attr.key.into_inner())?;
-            let value = attribute_value(&attr)?;
+            let value = attr
+                .normalized_value(XmlVersion::Implicit1_0)
+                .map_err(|e| malformed(&e.to_string()))?;
+            check_chars(&value)?;
             let (prefix, local) = split_qname(key)?;
             match (prefix, local) {
                 (None, "xmlns") => self.declare(declared_before, None, value.into_owned())?,
@@ -668,16 +672,6 @@ fn decode_text(raw: &[u8]) -> Result<String, Error> {
     let text = quick_xml::escape::unescape(&text).map_err(|e| malformed(&e.to_string()))?;
     check_chars(&text)?;
     Ok(text.into_owned())
-}
-
-/// An attribute's value as it reads (XML 1.0 §3.3.3), refused if it holds a character
-/// XML does not allow.
-fn attribute_value<'a>(attr: &Attribute<'a>) -> Result<Cow<'a, str>, Error> {
-    let value = attr
-        .normalized_value(XmlVersion::Implicit1_0)
-        .map_err(|e| malformed(&e.to_string()))?;
-    check_chars(&value)?;
-    Ok(value)
 }
 
 /// How much of text still arriving can be decoded now: not an entity reference, a
