@@ -319,7 +319,7 @@ fn forget(shared: &Shared, peer: SocketAddr, id: u64) {
     }
 }
 
-/// Hands a message to the core, stamping a request's Via first.
+/// Hands a message to the core, a request with its common fields read and its Via stamped.
 async fn deliver(
     shared: &Shared,
     mut message: Message,
@@ -328,6 +328,7 @@ async fn deliver(
     local: SocketAddr,
 ) -> bool {
     if let Message::Request(r) = &mut message {
+        r.headers.read_common();
         stamp_via(r, source);
     }
     let incoming = Incoming {
