@@ -17,7 +17,7 @@ use crate::Error;
 use crate::message::Method;
 use crate::uri::{
     Host, Params, Uri, find_byte, is_token_char, parse_host_port, split_byte, split_quoted,
-    write_port,
+    trim_lws, write_port,
 };
 
 /// Compact forms of RFC 3261 7.3.3 (and RFC 3265/3515/4028 for o, u, r, b, x).
@@ -510,7 +510,7 @@ impl Headers {
     pub fn values<'a, 'n>(&'a self, name: impl Into<Name<'n>>) -> Vec<&'a str> {
         self.lines(name)
             .flat_map(|l| split_quoted(l, b','))
-            .map(str::trim)
+            .map(trim_lws)
             .collect()
     }
 
@@ -520,7 +520,7 @@ impl Headers {
         self.lines(name)
             .next()
             .and_then(|l| split_quoted(l, b',').next())
-            .map(str::trim)
+            .map(trim_lws)
     }
 
     /// The value of a single-valued field; present twice (as lines or as a comma list
@@ -817,10 +817,10 @@ impl Via {
         let Some((version, rest)) = split_byte(rest, b'/') else {
             return Err(bad("no sent-protocol"));
         };
-        if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" {
+        if !trim_lws(name).eq_ignore_ascii_case("SIP") || trim_lws(version) != "2.0" {
             return Err(bad("not SIP/2.0"));
         }
-        let mut words = rest.split_whitespace();
+        let mut words = rest.split_ascii_whitespace();
         let (Some(transport), Some(sent_by), None) = (words.next(), words.next(), words.next())
         else {
             return Err(bad("no sent-by"));
@@ -934,10 +934,10 @@ impl NameAddr {
     /// Parses one value of From, To, Contact (RFC 3261 20.10, 20.20, 20.39).
     pub fn parse(v: &str, name: &'static str) -> Result<Self, Error> {
         let bad = |r: String| header_err(name, r);
-        let v = v.trim();
+        let v = trim_lws(v);
         let (display_name, rest) = if let Some(q) = v.strip_prefix('"') {
             let (dn, after) = unquote(q).ok_or_else(|| bad("unterminated quoted string".into()))?;
-            let after = after.trim_start();
+            let after = trim_lws(after);
             if !after.starts_with('<') {
                 return Err(bad("display name without <URI>".into()));
             }
@@ -953,10 +953,8 @@ impl NameAddr {
             (None, v)
         };
         let (uri, params) = if let Some(inner) = rest.strip_prefix('<') {
-            let (uri, after) = inner
-                .split_once('>')
-                .ok_or_else(|| bad("no closing >".into()))?;
-            let after = after.trim_start();
+            let (uri, after) = split_byte(inner, b'>').ok_or_else(|| bad("no closing >".into()))?;
+            let after = trim_lws(after);
             let params = match after.strip_prefix(';') {
                 Some(p) => p,
                 None if after.is_empty() => "",
@@ -970,10 +968,10 @@ impl NameAddr {
             if uri.contains('?') || uri.contains(',') {
                 return Err(bad("URI with headers must be in <>".into()));
             }
-            (uri.trim_end(), params)
+            (trim_lws(uri), params)
         };
         let uri = Uri::parse(uri).map_err(|e| bad(e.to_string()))?;
-        let params = if params.trim().is_empty() {
+        let params = if trim_lws(params).is_empty() {
             Params::default()
         } else {
             Params::parse(params).map_err(|e| bad(e.to_string()))?
@@ -1088,7 +1086,7 @@ impl MediaType {
             None => (v, Params::default()),
         };
         let (t, s) = split_byte(ts, b'/').ok_or_else(bad)?;
-        let (t, s) = (t.trim(), s.trim());
+        let (t, s) = (trim_lws(t), trim_lws(s));
         let tok = |x: &str| !x.is_empty() && x.bytes().all(is_token_char);
         if !tok(t) || !tok(s) {
             return Err(bad());

@@ -5,7 +5,7 @@
 use crate::Error;
 use crate::header::{Headers, Name};
 use crate::message::{Message, Method, Request, Response, StatusCode, Version};
-use crate::uri::{Uri, is_token_char};
+use crate::uri::{Uri, find_byte, is_token_char, split_byte};
 
 /// Default largest message a stream decoder accepts: 64 KiB.
 pub const DEFAULT_MAX_MESSAGE: usize = 64 * 1024;
@@ -312,10 +312,12 @@ fn parse_start_line(line: &str, headers: Headers) -> Result<Message, Error> {
     }
     // Request-Line: Method SP Request-URI SP SIP-Version, exactly one SP each
     // (RFC 4475 3.1.2.9/3.1.2.10: we take the strict choice).
-    let parts: Vec<&str> = line.split(' ').collect();
-    let [method, uri, version] = parts[..] else {
-        return Err(Error::Invalid(format!("bad request line {line:?}")));
-    };
+    let bad = || Error::Invalid(format!("bad request line {line:?}"));
+    let (method, rest) = split_byte(line, b' ').ok_or_else(bad)?;
+    let (uri, version) = split_byte(rest, b' ').ok_or_else(bad)?;
+    if find_byte(version, b' ').is_some() {
+        return Err(bad());
+    }
     let method: Method = method.parse()?;
     let uri = Uri::parse(uri).map_err(|e| Error::Invalid(format!("bad Request-URI: {e}")))?;
     let version = Version::parse(version)?;
