@@ -503,14 +503,13 @@ fn answer_headers(
 }
 
 /// A To-tag that is the same for retransmissions of one request: a fixed-seed hash of
-/// Call-ID, From, CSeq and the top Via (foldhash; SipHash cost more than the rest of the
-/// answer, and the tag needs to be distinct, not secret).
+/// Call-ID, From, CSeq and the first Via line (foldhash; SipHash cost more than the rest of
+/// the answer, and the tag needs to be distinct, not secret).
 fn local_tag(req: &Request) -> String {
     let mut h = foldhash::fast::FixedState::default().build_hasher();
-    for name in [Name::CALL_ID, Name::FROM, Name::CSEQ] {
+    for name in [Name::CALL_ID, Name::FROM, Name::CSEQ, Name::VIA] {
         req.headers.get(name).hash(&mut h);
     }
-    req.headers.first_value(Name::VIA).hash(&mut h);
     let mut tag = String::with_capacity(18);
     tag.push_str("sj");
     push_hex(&mut tag, h.finish(), 16);
@@ -518,13 +517,16 @@ fn local_tag(req: &Request) -> String {
 }
 
 /// Appends `n` in lowercase hex, zero-padded to `min_digits`, as `{:0width$x}` writes it,
-/// without the formatter: tags and branches are made for every request.
+/// without the formatter: tags and branches are made for every request. At most 20 digits.
 pub(crate) fn push_hex(out: &mut String, n: u64, min_digits: u32) {
     let digits = (64 - n.leading_zeros()).div_ceil(4).max(min_digits);
-    for place in (0..digits).rev() {
-        let digit = n.checked_shr(place * 4).unwrap_or(0) & 0xf;
-        out.push(char::from(b"0123456789abcdef"[digit as usize]));
+    let mut text = [b'0'; 20];
+    let width = (digits as usize).min(text.len());
+    for (place, byte) in text[..width].iter_mut().rev().enumerate() {
+        let digit = n.checked_shr(place as u32 * 4).unwrap_or(0) & 0xf;
+        *byte = b"0123456789abcdef"[digit as usize];
     }
+    out.push_str(std::str::from_utf8(&text[..width]).unwrap_or_default());
 }
 
 #[cfg(test)]
@@ -627,16 +629,26 @@ mod tests {
         }
         assert!(requests.len() > 20, "{} requests", requests.len());
         for req in &requests {
+            // As the transport hands it over, its common fields read up front.
+            let mut ready = req.clone();
+            ready.headers.read_common();
             for (status, reason) in [
                 (StatusCode::TRYING, "Trying"),
                 (StatusCode::ACCEPTED, "Accepted"),
                 (StatusCode::NOT_FOUND, "Not Found"),
             ] {
+                let built = Response::for_request(req, status, reason);
                 assert_eq!(
                     Response::plain_answer_bytes(req, status, reason),
-                    Response::for_request(req, status, reason).to_bytes(),
+                    built.to_bytes(),
                     "{req:?}"
                 );
+                assert_eq!(
+                    Response::plain_answer_bytes(&ready, status, reason),
+                    built.to_bytes(),
+                    "{req:?}"
+                );
+                assert!(built.is_plain_answer_to(&ready));
             }
         }
     }
