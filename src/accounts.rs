@@ -27,7 +27,7 @@ pub fn aor_of(uri: &Uri) -> Option<SipAor> {
     } else {
         Scheme::Sip
     };
-    SipAor::from_parts(scheme, user, &uri.host.to_string()).ok()
+    SipAor::from_parts(scheme, user, &uri.host.text()).ok()
 }
 
 /// The store behind a cache keyed by SIP address of record and by `jab_id`.

@@ -204,15 +204,16 @@ impl AddressRules {
     pub fn sip_to_xmpp(&self, user: &str, host: &str) -> Result<XmppTarget, AddressError> {
         let delim = self.jdomain.delimiter;
         if host.eq_ignore_ascii_case(&self.jdomain.domain) {
-            let parts: Vec<&str> = user.split(delim).collect();
-            return match parts.as_slice() {
-                [_] => Err(AddressError::NoDelimiter(user.into(), delim)),
-                [local, server] => {
+            let mut split = user.split(delim);
+            let parts = [split.next(), split.next(), split.next(), split.next()];
+            return match parts {
+                [_, None, ..] => Err(AddressError::NoDelimiter(user.into(), delim)),
+                [Some(local), Some(server), None, _] => {
                     non_empty(user, local, "user")?;
                     non_empty(user, server, "server")?;
                     Ok(XmppTarget::Contact(bare_jid(Some(local), server)?))
                 }
-                [nick, room, server] => {
+                [Some(nick), Some(room), Some(server), None] => {
                     non_empty(user, room, "room")?;
                     non_empty(user, server, "conference server")?;
                     let room = bare_jid(Some(room), server)?;

@@ -578,7 +578,7 @@ impl Driver {
             .into_iter()
             .flatten()
             .filter_map(Uri::as_sip)
-            .any(|u| self.gateway.rules().is_gateway_host(&u.host.to_string()));
+            .any(|u| self.gateway.rules().is_gateway_host(&u.host.text()));
         if !for_gateway {
             return None;
         }

@@ -47,7 +47,7 @@ pub fn destination<'a>(
         .into_iter()
         .flatten()
         .filter_map(Uri::as_sip)
-        .find(|u| rules.is_gateway_host(&u.host.to_string()))
+        .find(|u| rules.is_gateway_host(&u.host.text()))
         .ok_or_else(|| reject(404, "Not Found (not a gateway address)"))?;
     if uri.secure {
         // RFC 7247 §8: a SIPS request must not be carried on into XMPP.
@@ -55,7 +55,7 @@ pub fn destination<'a>(
     }
     let user = uri.user.as_deref().unwrap_or("");
     let target = rules
-        .sip_to_xmpp(user, &uri.host.to_string())
+        .sip_to_xmpp(user, &uri.host.text())
         .map_err(|e| reject(404, format!("Not Found ({e})")))?;
     Ok((uri, target))
 }
