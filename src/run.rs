@@ -76,6 +76,12 @@ const TIMER_SLACK: Duration = Duration::from_millis(20);
 
 /// MESSAGE answers waiting for their task ([`spawn_answerer`]); more are sent from the loop.
 const ANSWER_QUEUE: usize = 1024;
+/// SIP messages, or link events, handled in a row once one is: each turn of the loop's
+/// `select!` polls all its branches again and registers their wakers, a few thousand
+/// instructions, and at thousands of messages a second the transport and the link hand
+/// over several at a time. Bounded, so that a flood on one side leaves the other side
+/// and the timers waiting for a few milliseconds at most.
+const BATCH: usize = 16;
 
 /// Runs the gateway until Ctrl-C or SIGTERM.
 pub async fn run(config: Config, db: DbUrl) -> Result<()> {
@@ -261,11 +267,25 @@ impl Driver {
                     break;
                 }
                 msg = incoming.recv() => match msg {
-                    Some(msg) => self.handle_sip(msg).await,
+                    Some(msg) => {
+                        self.handle_sip(msg).await;
+                        for _ in 1..BATCH {
+                            let Ok(msg) = incoming.try_recv() else { break };
+                            self.drain().await;
+                            self.handle_sip(msg).await;
+                        }
+                    }
                     None => anyhow::bail!("the SIP transport stopped"),
                 },
                 event = link.next_event() => match event {
-                    Some(event) => self.handle_link(event).await,
+                    Some(event) => {
+                        self.handle_link(event).await;
+                        for _ in 1..BATCH {
+                            let Some(event) = link.try_next_event() else { break };
+                            self.drain().await;
+                            self.handle_link(event).await;
+                        }
+                    }
                     None => anyhow::bail!("the component link stopped"),
                 },
                 Some(l) = located.recv() => self.handle_located(l).await,

@@ -209,6 +209,12 @@ impl ComponentLink {
         self.events.recv().await
     }
 
+    /// The next event if one is waiting, without waiting: for a caller that has just
+    /// handled one and takes the rest of a burst before it waits on anything else.
+    pub fn try_next_event(&mut self) -> Option<LinkEvent> {
+        self.events.try_recv().ok()
+    }
+
     /// Ends the link: sends `</stream:stream>`, waits briefly for the server's, and
     /// stops reconnecting. Stanzas not yet read from [`Self::next_event`] are dropped.
     pub async fn shutdown(self) {
