@@ -339,6 +339,15 @@ impl<T> Slot<T> {
         self.lazy = OnceLock::new();
         self.ready = Some(value);
     }
+
+    /// Keeps a parse's value, unless there is one already; an error is left for the reader.
+    fn fill(&mut self, parsed: Result<T, Error>) {
+        if let Ok(value) = parsed
+            && self.get().is_none()
+        {
+            self.put(value);
+        }
+    }
 }
 
 impl PartialEq for Headers {
@@ -399,26 +408,10 @@ impl Headers {
         let to = self.name_addr(Name::TO);
         let content_type = self.content_type_now();
         let parsed = self.parsed_mut();
-        if let Ok(v) = top_via
-            && parsed.top_via.get().is_none()
-        {
-            parsed.top_via.put(v);
-        }
-        if let Ok(v) = from
-            && parsed.from.get().is_none()
-        {
-            parsed.from.put(v);
-        }
-        if let Ok(v) = to
-            && parsed.to.get().is_none()
-        {
-            parsed.to.put(v);
-        }
-        if let Ok(v) = content_type
-            && parsed.content_type.get().is_none()
-        {
-            parsed.content_type.put(v);
-        }
+        parsed.top_via.fill(top_via);
+        parsed.from.fill(from);
+        parsed.to.fill(to);
+        parsed.content_type.fill(content_type);
     }
 
     /// Appends a line.
