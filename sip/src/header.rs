@@ -501,10 +501,16 @@ impl Headers {
     /// All values of a list field: lines in order, each split at commas outside quotes
     /// and `<>` (RFC 3261 7.3.1). Only for fields whose grammar is a comma list.
     pub fn values<'a, 'n>(&'a self, name: impl Into<Name<'n>>) -> Vec<&'a str> {
-        self.lines(name)
-            .flat_map(|l| split_quoted(l, b','))
-            .map(trim_lws)
-            .collect()
+        self.list_items(name).map(trim_lws).collect()
+    }
+
+    /// The values of a list field as [`values`](Self::values) splits them, untrimmed and
+    /// not collected.
+    fn list_items<'a, 'n, N: Into<Name<'n>>>(
+        &'a self,
+        name: N,
+    ) -> impl Iterator<Item = &'a str> + use<'a, 'n, N> {
+        self.lines(name).flat_map(|l| split_quoted(l, b','))
     }
 
     /// The first value of a list field (see [`values`](Self::values)), without splitting
@@ -745,8 +751,7 @@ impl Headers {
     }
 
     fn tokens(&self, name: Name<'static>) -> Result<Vec<String>, Error> {
-        self.lines(name)
-            .flat_map(|l| split_quoted(l, b','))
+        self.list_items(name)
             .map(str::trim)
             .filter(|v| !v.is_empty())
             .map(|v| {
