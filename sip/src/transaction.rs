@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::Error;
-use crate::header::Name;
+use crate::header::{Name, Via};
 use crate::message::{Method, Request, Response, StatusCode, push_hex};
 use crate::route::{Target, answer_target, response_target};
 use crate::uri::{Host, is_token_char, split_byte};
@@ -57,14 +57,11 @@ impl TransactionId {
             .headers
             .top_via()?
             .ok_or_else(|| Error::Transaction("no Via".into()))?;
-        let method = match req.method {
-            Method::Ack => Method::Invite,
-            ref m => m.clone(),
-        };
+        let method = key_method(&req.method).clone();
         let sent_by = lowercase(via.sent_by());
-        let branch = match via.branch() {
-            Some(b) if b.starts_with(MAGIC_COOKIE) && b.len() > MAGIC_COOKIE.len() => b.to_owned(),
-            _ => {
+        let branch = match rfc3261_branch(via) {
+            Some(b) => b.to_owned(),
+            None => {
                 let mut h = DefaultHasher::new();
                 req.uri.to_string().hash(&mut h);
                 let tag = |r: Result<Option<&crate::NameAddr>, Error>| {
@@ -165,6 +162,20 @@ impl TransactionId {
 }
 
 /// `s` in ASCII lower case, in place (sent-by hosts compare without regard to case).
+/// The top Via's branch when it is an RFC 3261 one: the magic cookie and more after it.
+fn rfc3261_branch(via: &Via) -> Option<&str> {
+    via.branch()
+        .filter(|b| b.starts_with(MAGIC_COOKIE) && b.len() > MAGIC_COOKIE.len())
+}
+
+/// The method a server transaction is keyed by: an ACK counts as INVITE.
+fn key_method(method: &Method) -> &Method {
+    match method {
+        Method::Ack => &Method::Invite,
+        m => m,
+    }
+}
+
 fn lowercase(mut s: String) -> String {
     s.make_ascii_lowercase();
     s
@@ -563,16 +574,10 @@ impl ServerKeys {
             .headers
             .top_via()?
             .ok_or_else(|| Error::Transaction("no Via".into()))?;
-        let Some(branch) = via
-            .branch()
-            .filter(|b| b.starts_with(MAGIC_COOKIE) && b.len() > MAGIC_COOKIE.len())
-        else {
+        let Some(branch) = rfc3261_branch(via) else {
             return Ok(self.key(&TransactionId::for_request(req)?));
         };
-        let method = match &req.method {
-            Method::Ack => &Method::Invite,
-            m => m,
-        };
+        let method = key_method(&req.method);
         // The parts in one buffer, each ended where it cannot be taken for the next (no
         // branch or name holds 0xff): SipHash costs about as much per `write` call as per
         // eight bytes.
