@@ -217,7 +217,7 @@ impl AddressRules {
                     non_empty(user, room, "room")?;
                     non_empty(user, server, "conference server")?;
                     let room = bare_jid(Some(room), server)?;
-                    let nick = (!nick.is_empty()).then(|| (*nick).to_owned());
+                    let nick = (!nick.is_empty()).then(|| nick.to_owned());
                     if let Some(nick) = &nick {
                         room.with_resource_str(nick).map_err(|e| {
                             AddressError::InvalidJid(format!("{room}/{nick}"), e.to_string())
