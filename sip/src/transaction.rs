@@ -150,8 +150,7 @@ impl TransactionId {
                 branch = Some(value?);
             }
         }
-        let branch =
-            branch.filter(|b| b.starts_with(MAGIC_COOKIE) && b.len() > MAGIC_COOKIE.len())?;
+        let branch = branch.filter(|b| is_rfc3261_branch(b))?;
         let method = resp.headers.cseq().ok()??.method;
         Some(Self {
             branch: branch.to_owned(),
@@ -161,11 +160,14 @@ impl TransactionId {
     }
 }
 
-/// `s` in ASCII lower case, in place (sent-by hosts compare without regard to case).
-/// The top Via's branch when it is an RFC 3261 one: the magic cookie and more after it.
+/// The top Via's branch when it is an RFC 3261 one ([`is_rfc3261_branch`]).
 fn rfc3261_branch(via: &Via) -> Option<&str> {
-    via.branch()
-        .filter(|b| b.starts_with(MAGIC_COOKIE) && b.len() > MAGIC_COOKIE.len())
+    via.branch().filter(|b| is_rfc3261_branch(b))
+}
+
+/// An RFC 3261 branch: the magic cookie and more after it.
+fn is_rfc3261_branch(branch: &str) -> bool {
+    branch.starts_with(MAGIC_COOKIE) && branch.len() > MAGIC_COOKIE.len()
 }
 
 /// The method a server transaction is keyed by: an ACK counts as INVITE.
@@ -176,6 +178,7 @@ fn key_method(method: &Method) -> &Method {
     }
 }
 
+/// `s` in ASCII lower case, in place (sent-by hosts compare without regard to case).
 fn lowercase(mut s: String) -> String {
     s.make_ascii_lowercase();
     s
