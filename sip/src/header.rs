@@ -573,7 +573,7 @@ impl Headers {
             .lines(Name::VIA)
             .flat_map(|l| split_quoted(l, b','))
             .skip(1);
-        rest.try_for_each(|v| Via::parse(v.trim()).map(drop))
+        rest.try_for_each(|v| Via::parse(trim_lws(v)).map(drop))
     }
 
     /// The top Via moved out of what was parsed, to change and put back with
@@ -617,7 +617,7 @@ impl Headers {
             let mut v = via.to_value();
             for p in split_quoted(&h.value, b',').skip(1) {
                 v.push_str(", ");
-                v.push_str(p.trim());
+                v.push_str(trim_lws(p));
             }
             h.value = v;
         } else {
@@ -752,7 +752,7 @@ impl Headers {
 
     fn tokens(&self, name: Name<'static>) -> Result<Vec<String>, Error> {
         self.list_items(name)
-            .map(str::trim)
+            .map(trim_lws)
             .filter(|v| !v.is_empty())
             .map(|v| {
                 if v.bytes().all(is_token_char) {
@@ -941,11 +941,12 @@ impl NameAddr {
             }
             (Some(dn), after)
         } else if let Some(lt) = find_byte(v, b'<') {
-            let dn = v[..lt].trim();
-            if !dn.split_whitespace().all(|w| w.bytes().all(is_token_char)) {
+            let dn = trim_lws(&v[..lt]);
+            let words = || dn.split([' ', '\t']).filter(|w| !w.is_empty());
+            if !words().all(|w| w.bytes().all(is_token_char)) {
                 return Err(bad(format!("display name is not tokens: {dn:?}")));
             }
-            let dn = (!dn.is_empty()).then(|| dn.split_whitespace().collect::<Vec<_>>().join(" "));
+            let dn = (!dn.is_empty()).then(|| words().collect::<Vec<_>>().join(" "));
             (dn, &v[lt..])
         } else {
             (None, v)
@@ -1130,10 +1131,10 @@ impl Event {
     pub fn parse(v: &str) -> Result<Self, Error> {
         let (p, params) = match split_byte(v, b';') {
             Some((p, rest)) => (
-                p.trim(),
+                trim_lws(p),
                 Params::parse(rest).map_err(|e| header_err("Event", e.to_string()))?,
             ),
-            None => (v.trim(), Params::default()),
+            None => (trim_lws(v), Params::default()),
         };
         if p.is_empty() || !p.bytes().all(is_token_char) {
             return Err(header_err("Event", format!("bad package {p:?}")));
@@ -1186,6 +1187,23 @@ mod tests {
         ] {
             assert_eq!(field_number(other), 0, "{other}");
         }
+    }
+
+    #[test]
+    fn only_sp_and_htab_are_white_space_around_tokens() {
+        // RFC 3261 25.1: LWS is SP and HTAB (lines are unfolded by then); a no-break space
+        // or a form feed is not a token character, so it is not trimmed away either.
+        let h = hs(&[("Require", " 100rel ,\ttimer\t"), ("Allow", "MESSAGE")]);
+        assert_eq!(h.require().unwrap(), ["100rel", "timer"]);
+        for odd in ["\u{a0}100rel", "100rel\u{c}", "\u{2003}timer"] {
+            assert!(hs(&[("Require", odd)]).require().is_err(), "{odd:?}");
+            assert!(hs(&[("Event", odd)]).event().is_err(), "{odd:?}");
+            let to = format!("{odd} <sip:bob@example.com>");
+            assert!(hs(&[("To", &to)]).to().is_err(), "{odd:?}");
+        }
+        let h = hs(&[("To", "Bob \t Smith <sip:bob@example.com>")]);
+        let to = h.to().unwrap().unwrap();
+        assert_eq!(to.display_name.as_deref(), Some("Bob Smith"));
     }
 
     #[test]
