@@ -569,11 +569,9 @@ impl Headers {
     /// for [`top_via`](Self::top_via).
     pub fn check_vias(&self) -> Result<(), Error> {
         self.top_via()?;
-        let mut rest = self
-            .lines(Name::VIA)
-            .flat_map(|l| split_quoted(l, b','))
-            .skip(1);
-        rest.try_for_each(|v| Via::parse(trim_lws(v)).map(drop))
+        self.list_items(Name::VIA)
+            .skip(1)
+            .try_for_each(|v| Via::parse(trim_lws(v)).map(drop))
     }
 
     /// The top Via moved out of what was parsed, to change and put back with
